@@ -1,0 +1,1 @@
+"""ledger: an event-sourced payments ledger service."""

@@ -1,0 +1,200 @@
+"""Use cases, one async function each. Each owns its write transaction: the events it appends
+and the projection rows they change commit together, or not at all.
+
+Inputs arrive already validated (ledger.http.parse); what is refused here is refused by a rule
+that needs the database, with a LedgerError subclass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from psycopg import AsyncConnection
+from psycopg.errors import UniqueViolation
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+
+from ledger import errors
+from ledger.events import PaymentReceived, UserDeleted, UserRegistered, UserUpdated, store
+from ledger.events.types import to_data
+from ledger.passwords import Passwords
+from ledger.projections import users
+from ledger.projections.users import LoginRecord, UserView
+
+
+@dataclass(frozen=True)
+class NewUser:
+    email: str
+    full_name: str
+    password: str
+    is_admin: bool = False
+
+
+@dataclass(frozen=True)
+class UserChanges:
+    """The fields to change; None leaves a field as it is."""
+
+    email: str | None = None
+    full_name: str | None = None
+    password: str | None = None
+    is_admin: bool | None = None
+
+
+@dataclass(frozen=True)
+class PaymentOutcome:
+    is_new: bool  # False: a re-delivery, answered with the original result
+    transaction_id: str
+    account_id: int
+    amount: Decimal
+    balance: Decimal
+
+
+NEXT_USER_ID = "SELECT nextval('user_ids')"
+
+RECEIVE_PAYMENT = """
+    SELECT outcome, payment_id, user_id, account_id, amount, balance
+    FROM receive_payment(%(transaction_id)s, %(user_id)s, %(account_id)s, %(amount)s, %(delivery)s)
+"""
+
+
+@dataclass(frozen=True)
+class _ReceiveResult:
+    outcome: str
+    payment_id: int | None
+    user_id: int
+    account_id: int
+    amount: Decimal
+    balance: Decimal | None
+
+
+async def register(conn: AsyncConnection, passwords: Passwords, new_user: NewUser) -> UserView:
+    """Create a user (an admin only when an admin asks); raise EmailTakenError."""
+    password_hash = await passwords.hash(new_user.password)
+    async with conn.transaction():
+        cursor = await conn.execute(NEXT_USER_ID)
+        (user_id,) = await cursor.fetchone()  # type: ignore[misc]
+        event = UserRegistered(
+            user_id=user_id,
+            email=new_user.email,
+            full_name=new_user.full_name,
+            password_hash=password_hash,
+            is_admin=new_user.is_admin,
+        )
+        await store.append(conn, event)
+        await _apply_user_event(conn, event)
+    return UserView(user_id, new_user.email, new_user.full_name, new_user.is_admin, 1)
+
+
+async def update_user(
+    conn: AsyncConnection, passwords: Passwords, user_id: int, changes: UserChanges
+) -> UserView:
+    """Change some fields of a live user; raise UserNotFoundError, EmailTakenError."""
+    password_hash = await passwords.hash(changes.password) if changes.password is not None else None
+    async with conn.transaction():
+        current = await users.live_user(conn, user_id, for_update=True)
+        if current is None:
+            raise errors.UserNotFoundError()
+        # A new password or another email revokes every token issued before.
+        credentials_change = password_hash is not None or (
+            changes.email is not None and changes.email != current.email
+        )
+        event = UserUpdated(
+            user_id=user_id,
+            credentials_version=current.credentials_version + credentials_change,
+            email=changes.email,
+            full_name=changes.full_name,
+            password_hash=password_hash,
+            is_admin=changes.is_admin,
+        )
+        await store.append(conn, event)
+        await _apply_user_event(conn, event)
+    return UserView(
+        id=user_id,
+        email=changes.email if changes.email is not None else current.email,
+        full_name=changes.full_name if changes.full_name is not None else current.full_name,
+        is_admin=changes.is_admin if changes.is_admin is not None else current.is_admin,
+        credentials_version=event.credentials_version,
+    )
+
+
+async def delete_user(conn: AsyncConnection, acting_user_id: int, user_id: int) -> None:
+    """Delete a live user (its events stay); raise CannotDeleteSelfError, UserNotFoundError."""
+    if acting_user_id == user_id:
+        raise errors.CannotDeleteSelfError()
+    async with conn.transaction():
+        # The row lock makes a concurrent payment to this user wait, or wait for it.
+        if await users.live_user(conn, user_id, for_update=True) is None:
+            raise errors.UserNotFoundError()
+        event = UserDeleted(user_id=user_id)
+        await store.append(conn, event)
+        await users.apply(conn, event)
+
+
+async def log_in(conn: AsyncConnection, passwords: Passwords, email: str, password: str) -> LoginRecord:
+    """Return the user whose email and password these are; raise InvalidCredentialsError."""
+    record = await users.login_record(conn, email)
+    # verify() spends the same time whether or not the email is known.
+    matches = await passwords.verify(record.password_hash if record else None, password)
+    if record is None or not matches:
+        raise errors.InvalidCredentialsError()
+    return record
+
+
+async def receive_payment(conn: AsyncConnection, delivery: PaymentReceived) -> PaymentOutcome:
+    """Credit a signed delivery once, ever; answer a re-delivery with the original result.
+
+    One round trip: receive_payment() (sql/0003) is a single statement, its own transaction.
+    Raises UserNotFoundError, AccountOwnerMismatchError, TransactionConflictError.
+    """
+    assert not conn.info.transaction_status, "receive_payment runs as its own transaction"
+    async with conn.cursor(row_factory=class_row(_ReceiveResult)) as cursor:
+        await cursor.execute(
+            RECEIVE_PAYMENT,
+            {
+                "transaction_id": delivery.transaction_id,
+                "user_id": delivery.user_id,
+                "account_id": delivery.account_id,
+                "amount": delivery.amount_value,
+                "delivery": Jsonb(to_data(delivery)),
+            },
+        )
+        result = await cursor.fetchone()
+    assert result is not None
+    match result.outcome:
+        case "user_not_found":
+            raise errors.UserNotFoundError()
+        case "account_owner_mismatch":
+            raise errors.AccountOwnerMismatchError()
+        case "seen":
+            differing = [
+                name
+                for name, recorded, sent in (
+                    ("user_id", result.user_id, delivery.user_id),
+                    ("account_id", result.account_id, delivery.account_id),
+                    ("amount", result.amount, delivery.amount_value),
+                )
+                if recorded != sent
+            ]
+            if differing:
+                raise errors.TransactionConflictError(
+                    "This transaction_id was already used with another " + ", ".join(differing) + ".",
+                    fields=differing,
+                )
+    assert result.balance is not None
+    return PaymentOutcome(
+        is_new=result.outcome == "credited",
+        transaction_id=delivery.transaction_id,
+        account_id=result.account_id,
+        amount=result.amount,
+        balance=result.balance,
+    )
+
+
+async def _apply_user_event(conn: AsyncConnection, event: UserRegistered | UserUpdated) -> None:
+    try:
+        await users.apply(conn, event)
+    except UniqueViolation as error:
+        if error.diag.constraint_name == "users_live_email":
+            raise errors.EmailTakenError() from error
+        raise

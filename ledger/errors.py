@@ -1,0 +1,94 @@
+"""LedgerError and its subclasses: every refusal the service answers, each with a stable code.
+
+The HTTP status of each lives in one table, `ledger.http.errors.STATUS_OF`.
+"""
+
+from __future__ import annotations
+
+
+class LedgerError(Exception):
+    code = "ledger_error"
+    message = "The request was refused."
+
+    def __init__(self, message: str | None = None, **details: object) -> None:
+        super().__init__(message or self.message)
+        self.message = message or self.message
+        self.details = details
+
+
+# Bad input: the request cannot be understood or breaks a field rule.
+class MalformedRequestError(LedgerError):
+    code = "malformed_request"
+    message = "The body must be a JSON object."
+
+
+class InvalidFieldError(LedgerError):
+    code = "invalid_field"
+    message = "A field is missing or has a wrong value."
+
+
+class InvalidQueryError(LedgerError):
+    code = "invalid_query"
+    message = "A query parameter has a wrong value."
+
+
+class BodyTooLargeError(LedgerError):
+    code = "body_too_large"
+    message = "The request body is too large."
+
+
+# Authentication and authorisation.
+class InvalidCredentialsError(LedgerError):
+    code = "invalid_credentials"
+    message = "Wrong email or password."
+
+
+class UnauthenticatedError(LedgerError):
+    code = "unauthenticated"
+    message = "A valid bearer token is required."
+
+
+class ForbiddenError(LedgerError):
+    code = "forbidden"
+    message = "This needs an admin."
+
+
+# Refusals by a rule.
+class EmailTakenError(LedgerError):
+    code = "email_taken"
+    message = "That email is already taken."
+
+
+class UserNotFoundError(LedgerError):
+    code = "user_not_found"
+    message = "No such user."
+
+
+class CannotDeleteSelfError(LedgerError):
+    code = "cannot_delete_self"
+    message = "An admin cannot delete itself."
+
+
+class InvalidSignatureError(LedgerError):
+    code = "invalid_signature"
+    message = "The signature does not match the delivery."
+
+
+class InvalidAmountError(LedgerError):
+    code = "invalid_amount"
+    message = "The amount must be above 0, at most 10^12, with at most 2 decimal places."
+
+
+class AccountOwnerMismatchError(LedgerError):
+    code = "account_owner_mismatch"
+    message = "The account belongs to another user."
+
+
+class TransactionConflictError(LedgerError):
+    code = "transaction_conflict"
+    message = "This transaction_id was already used with other values."
+
+
+class NotFoundError(LedgerError):
+    code = "not_found"
+    message = "No such resource."

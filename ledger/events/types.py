@@ -1,0 +1,122 @@
+"""Event types: immutable facts in the past tense, and their JSON codec.
+
+An event's `data` is what the log stores; `stream` names the user or account it belongs to.
+Nothing here knows about the database or HTTP.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, ClassVar
+
+
+def user_stream(user_id: int) -> str:
+    return f"user-{user_id}"
+
+
+def account_stream(account_id: int) -> str:
+    return f"account-{account_id}"
+
+
+@dataclass(frozen=True)
+class UserRegistered:
+    """A user came to be, by registration, by an admin, or by the seed migration."""
+
+    type: ClassVar[str] = "UserRegistered"
+    user_id: int
+    email: str
+    full_name: str
+    password_hash: str
+    is_admin: bool
+
+    @property
+    def stream(self) -> str:
+        return user_stream(self.user_id)
+
+
+@dataclass(frozen=True)
+class UserUpdated:
+    """Some fields of a user changed; None means unchanged.
+
+    credentials_version is the user's version after the change: it grows when the password or
+    the email changes, which revokes the tokens issued before.
+    """
+
+    type: ClassVar[str] = "UserUpdated"
+    user_id: int
+    credentials_version: int
+    email: str | None = None
+    full_name: str | None = None
+    password_hash: str | None = None
+    is_admin: bool | None = None
+
+    @property
+    def stream(self) -> str:
+        return user_stream(self.user_id)
+
+
+@dataclass(frozen=True)
+class UserDeleted:
+    type: ClassVar[str] = "UserDeleted"
+    user_id: int
+
+    @property
+    def stream(self) -> str:
+        return user_stream(self.user_id)
+
+
+@dataclass(frozen=True)
+class AccountOpened:
+    """An account was opened for a user (by the first payment to it, or the seed)."""
+
+    type: ClassVar[str] = "AccountOpened"
+    account_id: int
+    user_id: int
+
+    @property
+    def stream(self) -> str:
+        return account_stream(self.account_id)
+
+
+@dataclass(frozen=True)
+class PaymentReceived:
+    """A signed webhook delivery, kept as it was received.
+
+    amount is the text the provider sent ("100", "100.0", "100.50"), so that its signature
+    can be checked again later; amount_value is its exact value.
+    """
+
+    type: ClassVar[str] = "PaymentReceived"
+    transaction_id: str
+    user_id: int
+    account_id: int
+    amount: str
+    signature: str
+
+    @property
+    def stream(self) -> str:
+        return account_stream(self.account_id)
+
+    @property
+    def amount_value(self) -> Decimal:
+        return Decimal(self.amount)
+
+
+Event = UserRegistered | UserUpdated | UserDeleted | AccountOpened | PaymentReceived
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.type: cls
+    for cls in (UserRegistered, UserUpdated, UserDeleted, AccountOpened, PaymentReceived)
+}
+
+
+def to_data(event: Event) -> dict[str, Any]:
+    """Return the JSON object the log stores for event (unchanged fields left out)."""
+    return {k: v for k, v in dataclasses.asdict(event).items() if v is not None}
+
+
+def from_data(type_name: str, data: dict[str, Any]) -> Event:
+    """Return the event of that type with that data; raise KeyError for an unknown type."""
+    return EVENT_TYPES[type_name](**data)

@@ -1,0 +1,73 @@
+"""Bearer tokens: HS256 JWTs issued at login, checked on every request but the public ones.
+
+A token names its user (sub) and the user's credentials_version (ver). It is refused when the
+user is deleted or the version moved on (a password or email change): each request reads the
+user's row, so revocation is immediate and admin rights come from the database, not the token.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jwt
+from psycopg_pool import AsyncConnectionPool
+
+from ledger import errors
+from ledger.projections import users
+from ledger.projections.users import LoginRecord
+
+ALGORITHM = "HS256"
+REQUIRED_CLAIMS = ["sub", "ver", "iat", "exp"]
+
+# What a resource declares in its `access` attribute.
+PUBLIC, USER, ADMIN = "public", "user", "admin"
+
+
+class Tokens:
+    def __init__(self, secret: bytes, ttl_s: int) -> None:
+        self._secret = secret
+        self.ttl_s = ttl_s
+
+    def issue(self, record: LoginRecord) -> str:
+        """Return a signed token for the user of record."""
+        now = int(time.time())
+        claims = {"sub": str(record.id), "ver": record.credentials_version, "iat": now, "exp": now + self.ttl_s}
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+
+    def claims(self, token: str) -> tuple[int, int]:
+        """Return (user id, credentials version) of a valid token; raise UnauthenticatedError."""
+        try:
+            claims = jwt.decode(
+                token, self._secret, algorithms=[ALGORITHM], options={"require": REQUIRED_CLAIMS}
+            )
+            user_id, version = int(claims["sub"]), claims["ver"]
+        except (jwt.InvalidTokenError, ValueError, TypeError) as error:
+            raise errors.UnauthenticatedError("The token is invalid or expired.") from error
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise errors.UnauthenticatedError("The token is invalid or expired.")
+        return user_id, version
+
+
+class Authentication:
+    """Falcon middleware: puts the token's live user in req.context.user, or refuses."""
+
+    def __init__(self, pool: AsyncConnectionPool, tokens: Tokens) -> None:
+        self._pool = pool
+        self._tokens = tokens
+
+    async def process_resource(self, req: Any, resp: Any, resource: Any, params: Any) -> None:
+        access = getattr(resource, "access", USER)
+        if resource is None or access == PUBLIC:
+            return
+        scheme, _, token = (req.get_header("Authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise errors.UnauthenticatedError()
+        user_id, version = self._tokens.claims(token.strip())
+        async with self._pool.connection() as conn:
+            user = await users.live_user(conn, user_id)
+        if user is None or user.credentials_version != version:
+            raise errors.UnauthenticatedError("The token was revoked.")
+        if access == ADMIN and not user.is_admin:
+            raise errors.ForbiddenError()
+        req.context.user = user

@@ -1,0 +1,227 @@
+"""Request parsing: bytes and query strings in, validated values out, or a 4xx LedgerError.
+
+JSON is read without passing through a float: a number with a fraction or an exponent is kept
+as the text the sender wrote (NumberLiteral), which the webhook signature needs anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+import falcon
+
+from ledger import errors, signatures
+from ledger.commands import NewUser, UserChanges
+from ledger.events import PaymentReceived
+
+BODY_SIZE_MAX = 64 * 1024
+BIGINT_MAX = 2**63 - 1
+AMOUNT_MAX = Decimal(10) ** 12
+PAGE_SIZE_DEFAULT = 100
+PAGE_SIZE_MAX = 1000
+EMAIL_LENGTH_MAX = 254
+PASSWORD_LENGTH_MIN, PASSWORD_LENGTH_MAX = 6, 128
+FULL_NAME_LENGTH_MIN, FULL_NAME_LENGTH_MAX = 1, 200
+TRANSACTION_ID_LENGTH_MAX = 128
+
+DECIMAL_STRING = re.compile(r"[0-9]+(\.[0-9]+)?")
+INTEGER_STRING = re.compile(r"[0-9]{1,19}")
+# One @, something before it, a dot inside the domain, no spaces.
+EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
+USER_FIELDS = frozenset({"email", "full_name", "password", "is_admin"})
+
+
+class NumberLiteral(str):
+    """A JSON number with a fraction or an exponent, exactly as written (never a float)."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise errors.MalformedRequestError(f"{name} is not a number this service accepts.")
+
+
+async def read_body(req: falcon.asgi.Request) -> bytes:
+    """Return the request body; raise BodyTooLargeError past BODY_SIZE_MAX, before reading it all."""
+    if req.content_length is not None and req.content_length > BODY_SIZE_MAX:
+        raise errors.BodyTooLargeError(f"The body may be at most {BODY_SIZE_MAX} bytes.")
+    raw = await req.stream.read(BODY_SIZE_MAX + 1)
+    if len(raw) > BODY_SIZE_MAX:
+        raise errors.BodyTooLargeError(f"The body may be at most {BODY_SIZE_MAX} bytes.")
+    return raw
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    """Return raw parsed as a JSON object; raise MalformedRequestError."""
+    try:
+        body = json.loads(raw, parse_float=NumberLiteral, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as error:  # JSONDecodeError and UnicodeDecodeError included
+        raise errors.MalformedRequestError("The body is not valid JSON.") from error
+    if not isinstance(body, dict):
+        raise errors.MalformedRequestError()
+    return body
+
+
+# Field rules -------------------------------------------------------------------------------
+
+
+def _invalid(name: str, rule: str) -> errors.InvalidFieldError:
+    return errors.InvalidFieldError(f"{name}: {rule}", field=name)
+
+
+def _string(body: dict[str, Any], name: str, length_min: int, length_max: int) -> str:
+    value = body.get(name)
+    if not isinstance(value, str):
+        raise _invalid(name, "a string is required")
+    if not length_min <= len(value) <= length_max:
+        raise _invalid(name, f"must be {length_min} to {length_max} characters")
+    return value
+
+
+def _email(body: dict[str, Any]) -> str:
+    email = _string(body, "email", 3, EMAIL_LENGTH_MAX)
+    if not EMAIL.fullmatch(email):
+        raise _invalid("email", "must look like an email address")
+    return email
+
+
+def _password(body: dict[str, Any]) -> str:
+    return _string(body, "password", PASSWORD_LENGTH_MIN, PASSWORD_LENGTH_MAX)
+
+
+def _full_name(body: dict[str, Any]) -> str:
+    full_name = _string(body, "full_name", FULL_NAME_LENGTH_MIN, FULL_NAME_LENGTH_MAX)
+    if not full_name.strip():
+        raise _invalid("full_name", "must not be blank")
+    return full_name
+
+
+def _boolean(body: dict[str, Any], name: str) -> bool:
+    value = body.get(name)
+    if not isinstance(value, bool):
+        raise _invalid(name, "true or false is required")
+    return value
+
+
+def _id(body: dict[str, Any], name: str) -> int:
+    value = body.get(name)
+    # bool is an int in Python; a JSON true is not an id.
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= BIGINT_MAX:
+        raise _invalid(name, f"an integer from 1 to {BIGINT_MAX} is required")
+    return value
+
+
+def _only_fields(body: dict[str, Any], allowed: frozenset[str]) -> None:
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise _invalid(unknown[0], "is not a field of this request")
+
+
+# Bodies ------------------------------------------------------------------------------------
+
+
+def login(raw: bytes) -> tuple[str, str]:
+    """Return (email, password) of a login body."""
+    body = json_object(raw)
+    email, password = body.get("email"), body.get("password")
+    if not isinstance(email, str) or not isinstance(password, str):
+        raise _invalid("email" if not isinstance(email, str) else "password", "a string is required")
+    # Over-long input is refused here, before argon2 spends time on it.
+    if len(email) > EMAIL_LENGTH_MAX or len(password) > PASSWORD_LENGTH_MAX:
+        raise errors.InvalidCredentialsError()
+    return email, password
+
+
+def registration(raw: bytes) -> NewUser:
+    """Return the user a /register body asks for (never an admin)."""
+    body = json_object(raw)
+    _only_fields(body, USER_FIELDS - {"is_admin"})
+    return NewUser(email=_email(body), full_name=_full_name(body), password=_password(body))
+
+
+def new_user(raw: bytes) -> NewUser:
+    """Return the user an admin's create body asks for."""
+    body = json_object(raw)
+    _only_fields(body, USER_FIELDS)
+    is_admin = _boolean(body, "is_admin") if "is_admin" in body else False
+    return NewUser(_email(body), _full_name(body), _password(body), is_admin)
+
+
+def user_changes(raw: bytes) -> UserChanges:
+    """Return the changes of an update body: a non-empty subset of the user fields."""
+    body = json_object(raw)
+    _only_fields(body, USER_FIELDS)
+    if not body:
+        raise errors.InvalidFieldError("At least one of email, full_name, password, is_admin is required.")
+    return UserChanges(
+        email=_email(body) if "email" in body else None,
+        full_name=_full_name(body) if "full_name" in body else None,
+        password=_password(body) if "password" in body else None,
+        is_admin=_boolean(body, "is_admin") if "is_admin" in body else None,
+    )
+
+
+def payment_delivery(raw: bytes, secrets: Sequence[bytes]) -> PaymentReceived:
+    """Return a signed delivery, checked in the contract's order.
+
+    Shape and types (MalformedRequestError, InvalidFieldError), then the signature
+    (InvalidSignatureError), then the amount rules (InvalidAmountError).
+    """
+    body = json_object(raw)
+    transaction_id = _string(body, "transaction_id", 1, TRANSACTION_ID_LENGTH_MAX)
+    if not transaction_id.isprintable():
+        raise _invalid("transaction_id", "must be printable characters")
+    user_id = _id(body, "user_id")
+    account_id = _id(body, "account_id")
+    amount_text = _amount_text(body.get("amount"))
+    signature = body.get("signature")
+    if not isinstance(signature, str):
+        raise _invalid("signature", "a hex string is required")
+
+    signed = signatures.payload(str(account_id), amount_text, transaction_id, str(user_id))
+    if not signatures.is_valid(signed, signature, secrets):
+        raise errors.InvalidSignatureError()
+
+    amount = Decimal(amount_text)
+    if not (0 < amount <= AMOUNT_MAX) or amount.as_tuple().exponent < -2:  # type: ignore[operator]
+        raise errors.InvalidAmountError(field="amount")
+    return PaymentReceived(transaction_id, user_id, account_id, amount_text, signature)
+
+
+def _amount_text(amount: object) -> str:
+    """Return the amount as the sender wrote it: a JSON number or a decimal string."""
+    if isinstance(amount, bool):
+        raise _invalid("amount", "a number or a decimal string is required")
+    if isinstance(amount, NumberLiteral):
+        return str.__str__(amount)
+    if isinstance(amount, int):
+        return str(amount)
+    if isinstance(amount, str) and DECIMAL_STRING.fullmatch(amount):
+        return amount
+    raise _invalid("amount", "a number or a decimal string is required")
+
+
+# Query strings and paths -------------------------------------------------------------------
+
+
+def page(limit: str | None, after: str | None) -> tuple[int, int | None]:
+    """Return (page size, id to continue after or None) of ?limit=&after=."""
+    size = PAGE_SIZE_DEFAULT
+    if limit is not None:
+        if not INTEGER_STRING.fullmatch(limit) or not 1 <= int(limit) <= PAGE_SIZE_MAX:
+            raise errors.InvalidQueryError(f"limit must be an integer from 1 to {PAGE_SIZE_MAX}.")
+        size = int(limit)
+    if after is None:
+        return size, None
+    if not INTEGER_STRING.fullmatch(after) or int(after) > BIGINT_MAX:
+        raise errors.InvalidQueryError(f"after must be an integer from 0 to {BIGINT_MAX}.")
+    return size, int(after)
+
+
+def user_id(text: str) -> int:
+    """Return the user id of a path; an id no user can have is a UserNotFoundError."""
+    if not INTEGER_STRING.fullmatch(text) or not 1 <= int(text) <= BIGINT_MAX:
+        raise errors.UserNotFoundError()
+    return int(text)

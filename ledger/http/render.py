@@ -1,0 +1,62 @@
+"""Rendering: views and outcomes in, JSON-ready values out. Money leaves as an exact Decimal
+with two places, which the JSON handler writes as a number (1100.50)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from ledger.commands import PaymentOutcome
+from ledger.projections.accounts import AccountView, PaymentView
+from ledger.projections.users import UserView
+
+CENT = Decimal("0.01")
+
+
+def money(amount: Decimal) -> Decimal:
+    """Return amount with exactly two decimal places (amounts are whole cents already)."""
+    cents = amount.quantize(CENT)
+    assert cents == amount, f"{amount} is not a whole number of cents"
+    return cents
+
+
+def user(view: UserView) -> dict[str, Any]:
+    return {"id": view.id, "email": view.email, "full_name": view.full_name, "is_admin": view.is_admin}
+
+
+def account(view: AccountView) -> dict[str, Any]:
+    return {"id": view.id, "balance": money(view.balance)}
+
+
+def user_with_accounts(view: UserView, accounts: list[AccountView]) -> dict[str, Any]:
+    return {**user(view), "accounts": [account(a) for a in accounts]}
+
+
+def payment(view: PaymentView) -> dict[str, Any]:
+    return {
+        "id": view.id,
+        "transaction_id": view.transaction_id,
+        "account_id": view.account_id,
+        "amount": money(view.amount),
+        "created_at": view.created_at.isoformat(),
+    }
+
+
+def payment_outcome(outcome: PaymentOutcome) -> dict[str, Any]:
+    return {
+        "status": "credited" if outcome.is_new else "already_processed",
+        "transaction_id": outcome.transaction_id,
+        "account_id": outcome.account_id,
+        "amount": money(outcome.amount),
+        "balance": money(outcome.balance),
+    }
+
+
+def token(access_token: str, expires_in: int, user_id: int) -> dict[str, Any]:
+    return {
+        "access_token": access_token,
+        "token": access_token,
+        "token_type": "bearer",
+        "expires_in": expires_in,
+        "user_id": user_id,
+    }

@@ -1,0 +1,42 @@
+"""Logging in and registering: the public endpoints for people."""
+
+from __future__ import annotations
+
+import falcon
+from falcon.asgi import Request, Response
+from psycopg_pool import AsyncConnectionPool
+
+from ledger import commands
+from ledger.http import parse, render
+from ledger.http.auth import PUBLIC, Tokens
+from ledger.passwords import Passwords
+
+
+class Login:
+    access = PUBLIC
+
+    def __init__(self, pool: AsyncConnectionPool, passwords: Passwords, tokens: Tokens) -> None:
+        self._pool = pool
+        self._passwords = passwords
+        self._tokens = tokens
+
+    async def on_post(self, req: Request, resp: Response) -> None:
+        email, password = parse.login(await parse.read_body(req))
+        async with self._pool.connection() as conn:
+            record = await commands.log_in(conn, self._passwords, email, password)
+        resp.media = render.token(self._tokens.issue(record), self._tokens.ttl_s, record.id)
+
+
+class Registration:
+    access = PUBLIC
+
+    def __init__(self, pool: AsyncConnectionPool, passwords: Passwords) -> None:
+        self._pool = pool
+        self._passwords = passwords
+
+    async def on_post(self, req: Request, resp: Response) -> None:
+        new_user = parse.registration(await parse.read_body(req))
+        async with self._pool.connection() as conn:
+            user = await commands.register(conn, self._passwords, new_user)
+        resp.status = falcon.HTTP_201
+        resp.media = render.user(user)

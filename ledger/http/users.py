@@ -1,0 +1,118 @@
+"""The user's own data, and the admins' user management."""
+
+from __future__ import annotations
+
+import falcon
+from falcon.asgi import Request, Response
+from psycopg_pool import AsyncConnectionPool
+
+from ledger import commands
+from ledger.http import parse, render
+from ledger.http.auth import ADMIN, USER
+from ledger.passwords import Passwords
+from ledger.projections import accounts, users
+
+BIGINT_MAX = parse.BIGINT_MAX
+
+
+def _link_next(req: Request, resp: Response, limit: int, after: int) -> None:
+    resp.append_link(f"{req.path}?limit={limit}&after={after}", "next")
+
+
+class About:
+    access = USER
+
+    async def on_get(self, req: Request, resp: Response) -> None:
+        resp.media = render.user(req.context.user)
+
+
+class MyAccounts:
+    access = USER
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self._pool = pool
+
+    async def on_get(self, req: Request, resp: Response) -> None:
+        async with self._pool.connection() as conn:
+            views = await accounts.accounts_of_user(conn, req.context.user.id)
+        resp.media = [render.account(view) for view in views]
+
+
+class MyPayments:
+    access = USER
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self._pool = pool
+
+    async def on_get(self, req: Request, resp: Response) -> None:
+        limit, after = parse.page(req.get_param("limit"), req.get_param("after"))
+        # Newest first: the next page continues below the last id shown.
+        before = BIGINT_MAX if after is None else after
+        async with self._pool.connection() as conn:
+            views = await accounts.payments_page(conn, req.context.user.id, before, limit + 1)
+        if len(views) > limit:
+            views = views[:limit]
+            _link_next(req, resp, limit, views[-1].id)
+        resp.media = [render.payment(view) for view in views]
+
+
+class UserList:
+    access = ADMIN
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self._pool = pool
+
+    async def on_get(self, req: Request, resp: Response) -> None:
+        limit, after = parse.page(req.get_param("limit"), req.get_param("after"))
+        async with self._pool.connection() as conn:
+            views = await users.users_page(conn, after or 0, limit + 1)
+            if len(views) > limit:
+                views = views[:limit]
+                _link_next(req, resp, limit, views[-1].id)
+            owned = await accounts.accounts_of_users(conn, [view.id for view in views])
+        resp.media = [
+            render.user_with_accounts(view, [a for a in owned if a.user_id == view.id]) for view in views
+        ]
+
+
+class UserCreation:
+    access = ADMIN
+
+    def __init__(self, pool: AsyncConnectionPool, passwords: Passwords) -> None:
+        self._pool = pool
+        self._passwords = passwords
+
+    async def on_post(self, req: Request, resp: Response) -> None:
+        new_user = parse.new_user(await parse.read_body(req))
+        async with self._pool.connection() as conn:
+            user = await commands.register(conn, self._passwords, new_user)
+        resp.status = falcon.HTTP_201
+        resp.media = render.user(user)
+
+
+class UserUpdate:
+    access = ADMIN
+
+    def __init__(self, pool: AsyncConnectionPool, passwords: Passwords) -> None:
+        self._pool = pool
+        self._passwords = passwords
+
+    async def on_put(self, req: Request, resp: Response, user_id: str) -> None:
+        target_id = parse.user_id(user_id)
+        changes = parse.user_changes(await parse.read_body(req))
+        async with self._pool.connection() as conn:
+            user = await commands.update_user(conn, self._passwords, target_id, changes)
+        resp.media = render.user(user)
+
+
+class UserDeletion:
+    access = ADMIN
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self._pool = pool
+
+    async def on_delete(self, req: Request, resp: Response, user_id: str) -> None:
+        target_id = parse.user_id(user_id)
+        async with self._pool.connection() as conn:
+            await commands.delete_user(conn, req.context.user.id, target_id)
+        resp.media = {"message": "User deleted successfully"}

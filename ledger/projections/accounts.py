@@ -1,0 +1,70 @@
+"""Accounts with balances and payments: read queries.
+
+The live updates of these tables happen in one SQL function, receive_payment()
+(sql/0003), so that a webhook delivery is one round trip; `rebuild` recomputes them set-based.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from psycopg import AsyncConnection
+from psycopg.rows import class_row
+
+SELECT_ACCOUNTS_OF_USER = """
+    SELECT id, user_id, balance FROM accounts WHERE user_id = %(user_id)s ORDER BY id
+"""
+
+SELECT_ACCOUNTS_OF_USERS = """
+    SELECT id, user_id, balance FROM accounts WHERE user_id = ANY(%(user_ids)s) ORDER BY id
+"""
+
+SELECT_PAYMENTS_PAGE_OF_USER = """
+    SELECT id, transaction_id, account_id, amount, created_at
+    FROM payments
+    WHERE user_id = %(user_id)s AND id < %(before)s
+    ORDER BY id DESC
+    LIMIT %(limit)s
+"""
+
+
+@dataclass(frozen=True)
+class AccountView:
+    id: int
+    user_id: int
+    balance: Decimal
+
+
+@dataclass(frozen=True)
+class PaymentView:
+    id: int
+    transaction_id: str
+    account_id: int
+    amount: Decimal
+    created_at: datetime
+
+
+async def accounts_of_user(conn: AsyncConnection, user_id: int) -> list[AccountView]:
+    """Return the user's accounts, by id."""
+    async with conn.cursor(row_factory=class_row(AccountView)) as cursor:
+        await cursor.execute(SELECT_ACCOUNTS_OF_USER, {"user_id": user_id})
+        return await cursor.fetchall()
+
+
+async def accounts_of_users(conn: AsyncConnection, user_ids: Sequence[int]) -> list[AccountView]:
+    """Return the accounts of all these users, by id."""
+    async with conn.cursor(row_factory=class_row(AccountView)) as cursor:
+        await cursor.execute(SELECT_ACCOUNTS_OF_USERS, {"user_ids": list(user_ids)})
+        return await cursor.fetchall()
+
+
+async def payments_page(conn: AsyncConnection, user_id: int, before: int, limit: int) -> list[PaymentView]:
+    """Return up to limit of the user's payments with an id below before, newest first."""
+    async with conn.cursor(row_factory=class_row(PaymentView)) as cursor:
+        await cursor.execute(
+            SELECT_PAYMENTS_PAGE_OF_USER, {"user_id": user_id, "before": before, "limit": limit}
+        )
+        return await cursor.fetchall()

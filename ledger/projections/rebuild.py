@@ -1,0 +1,156 @@
+"""Rebuild every projection from the event log alone, and compare it with the live tables.
+
+The rebuild writes into temporary tables named like the live ones: PostgreSQL looks in the
+session's temporary schema first, so the same unqualified SQL (and users.apply) fills them,
+and the live tables are not touched. With apply_to_live, the live tables are emptied and
+rebuilt instead, under a lock that makes writers wait.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from psycopg import AsyncConnection, IsolationLevel
+
+from ledger.events import store
+from ledger.projections import users
+
+CREATE_REBUILD_TABLES = (
+    "CREATE TEMP TABLE users (LIKE public.users INCLUDING ALL) ON COMMIT DROP",
+    "CREATE TEMP TABLE accounts (LIKE public.accounts INCLUDING ALL) ON COMMIT DROP",
+    "CREATE TEMP TABLE payments (LIKE public.payments INCLUDING ALL) ON COMMIT DROP",
+)
+
+LOCK_AND_EMPTY_LIVE_TABLES = (
+    "LOCK TABLE public.users, public.accounts, public.payments IN ACCESS EXCLUSIVE MODE",
+    "TRUNCATE public.payments, public.accounts, public.users",
+)
+
+# A balance is the sum of its account's payments, exactly as they were sent.
+INSERT_ACCOUNTS_FROM_LOG = """
+    INSERT INTO accounts (id, user_id, balance)
+    SELECT opened.account_id, opened.user_id, COALESCE(credited.balance, 0)
+    FROM (
+        SELECT (data->>'account_id')::bigint AS account_id, (data->>'user_id')::bigint AS user_id
+        FROM events WHERE type = 'AccountOpened'
+    ) AS opened
+    LEFT JOIN (
+        SELECT (data->>'account_id')::bigint AS account_id, sum((data->>'amount')::numeric) AS balance
+        FROM events WHERE type = 'PaymentReceived'
+        GROUP BY 1
+    ) AS credited USING (account_id)
+"""
+
+INSERT_PAYMENTS_FROM_LOG = """
+    INSERT INTO payments (id, transaction_id, user_id, account_id, amount, balance_after, created_at)
+    SELECT position, transaction_id, (data->>'user_id')::bigint, (data->>'account_id')::bigint,
+           (data->>'amount')::numeric,
+           sum((data->>'amount')::numeric) OVER (
+               PARTITION BY (data->>'account_id')::bigint ORDER BY position),
+           recorded_at
+    FROM events WHERE type = 'PaymentReceived'
+"""
+
+# Rows of one side missing from the other, for each projection (the temporary tables are the
+# rebuild, public.* the live tables).
+SELECT_DIFFERENCES = """
+    (SELECT 'users' AS projection, 'only in rebuild' AS side, row_to_json(r)::text AS row
+     FROM (SELECT * FROM pg_temp.users EXCEPT SELECT * FROM public.users) AS r)
+    UNION ALL
+    (SELECT 'users', 'only in live', row_to_json(r)::text
+     FROM (SELECT * FROM public.users EXCEPT SELECT * FROM pg_temp.users) AS r)
+    UNION ALL
+    (SELECT 'accounts', 'only in rebuild', row_to_json(r)::text
+     FROM (SELECT * FROM pg_temp.accounts EXCEPT SELECT * FROM public.accounts) AS r)
+    UNION ALL
+    (SELECT 'accounts', 'only in live', row_to_json(r)::text
+     FROM (SELECT * FROM public.accounts EXCEPT SELECT * FROM pg_temp.accounts) AS r)
+    UNION ALL
+    (SELECT 'payments', 'only in rebuild', row_to_json(r)::text
+     FROM (SELECT * FROM pg_temp.payments EXCEPT SELECT * FROM public.payments) AS r)
+    UNION ALL
+    (SELECT 'payments', 'only in live', row_to_json(r)::text
+     FROM (SELECT * FROM public.payments EXCEPT SELECT * FROM pg_temp.payments) AS r)
+    LIMIT %(limit)s
+"""
+
+SELECT_REBUILT_TOTALS = """
+    SELECT (SELECT count(*) FROM events),
+           (SELECT count(*) FROM users),
+           (SELECT count(*) FROM accounts),
+           (SELECT count(*) FROM payments),
+           (SELECT COALESCE(sum(balance), 0) FROM accounts)
+"""
+
+USER_EVENT_TYPES = ("UserRegistered", "UserUpdated", "UserDeleted")
+
+
+@dataclass(frozen=True)
+class Difference:
+    projection: str
+    side: str
+    row: str
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    events: int
+    users: int
+    accounts: int
+    payments: int
+    balance_total: Decimal
+    differences: list[Difference]
+
+    @property
+    def equal(self) -> bool:
+        return not self.differences
+
+    def summary(self) -> str:
+        verdict = "projections equal the rebuild" if self.equal else "projections DIFFER from the rebuild"
+        return (
+            f"replayed {self.events} events: {self.users} users, {self.accounts} accounts, "
+            f"{self.payments} payments, balances total {self.balance_total}; {verdict}"
+        )
+
+
+async def replay(conn: AsyncConnection, *, apply_to_live: bool = False, difference_limit: int = 20) -> ReplayReport:
+    """Rebuild the projections from the log and compare them with the live ones.
+
+    With apply_to_live, the live projections are replaced by the rebuild (and so equal it).
+    conn must be a fresh connection outside any transaction: no plan of it may be cached
+    against the live tables while temporary ones shadow them.
+    """
+    # Comparing: REPEATABLE READ, so the log and the live tables are read as of one snapshot
+    # while payments keep arriving. Applying: READ COMMITTED, so that once the lock is held
+    # every statement sees all that committed before it.
+    if not apply_to_live:
+        await conn.set_isolation_level(IsolationLevel.REPEATABLE_READ)
+    try:
+        async with conn.transaction():
+            if apply_to_live:
+                for statement in LOCK_AND_EMPTY_LIVE_TABLES:
+                    await conn.execute(statement)
+            else:
+                for statement in CREATE_REBUILD_TABLES:
+                    await conn.execute(statement)
+            await rebuild(conn)
+            cursor = await conn.execute(SELECT_REBUILT_TOTALS)
+            totals = await cursor.fetchone()
+            assert totals is not None
+            differences: list[Difference] = []
+            if not apply_to_live:
+                cursor = await conn.execute(SELECT_DIFFERENCES, {"limit": difference_limit})
+                differences = [Difference(*row) for row in await cursor.fetchall()]
+            events, user_count, account_count, payment_count, balance_total = totals
+            return ReplayReport(events, user_count, account_count, payment_count, balance_total, differences)
+    finally:
+        await conn.set_isolation_level(None)
+
+
+async def rebuild(conn: AsyncConnection) -> None:
+    """Fill the (empty) projection tables that unqualified names resolve to from the log."""
+    async for _position, event in store.read(conn, USER_EVENT_TYPES):
+        await users.apply(conn, event)  # type: ignore[arg-type]
+    await conn.execute(INSERT_ACCOUNTS_FROM_LOG)
+    await conn.execute(INSERT_PAYMENTS_FROM_LOG)

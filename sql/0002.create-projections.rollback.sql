@@ -1,0 +1,4 @@
+DROP TABLE payments;
+DROP TABLE accounts;
+DROP TABLE users;
+DROP SEQUENCE user_ids;

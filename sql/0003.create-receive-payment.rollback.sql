@@ -1,0 +1,1 @@
+DROP FUNCTION receive_payment(text, bigint, bigint, numeric, jsonb);
