@@ -16,7 +16,8 @@ BIGINT_MAX = parse.BIGINT_MAX
 
 
 def _link_next(req: Request, resp: Response, limit: int, after: int) -> None:
-    resp.append_link(f"{req.path}?limit={limit}&after={after}", "next")
+    # Written by hand: the contract quotes rel="next", which falcon's append_link does not.
+    resp.set_header("Link", f'<{req.path}?limit={limit}&after={after}>; rel="next"')
 
 
 class About:

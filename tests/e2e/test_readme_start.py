@@ -1,0 +1,94 @@
+"""The real server, started as the README says: `ledger serve`, no database URL, so it starts
+its own PostgreSQL in ./.ledger/. A client logs in as the seeded admin and sends the contract's
+signed webhook; Ctrl-C stops the service and that PostgreSQL; a second start keeps the data."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import psutil
+
+from tests.http.test_webhook import CONTRACT_EXAMPLE
+
+START_TIMEOUT_S = 90
+STOP_TIMEOUT_S = 30
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def postgres_processes(data_dir: Path) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["name", "cmdline"]):
+        if process.info["name"] == "postgres" and str(data_dir) in " ".join(process.info["cmdline"] or []):
+            found.append(process)
+    return found
+
+
+@contextmanager
+def ledger_serve(workdir: Path, port: int) -> Iterator[str]:
+    # The environment of a newcomer: no database URL, no secrets set.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
+    log_path = workdir / f"serve-{port}.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ledger", "serve", "--port", str(port)],
+            cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            assert process.poll() is None, f"ledger serve exited early:\n{log_path.read_text()}"
+            try:
+                if httpx.get(f"{base_url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, f"not serving after {START_TIMEOUT_S}s:\n{log_path.read_text()}"
+            time.sleep(0.2)
+        yield base_url
+    finally:
+        process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        try:
+            exit_code = process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise AssertionError(f"ledger serve did not stop on SIGINT:\n{log_path.read_text()}") from None
+    assert exit_code == 0, f"exit code {exit_code}:\n{log_path.read_text()}"
+
+
+def test_a_newcomer_starts_the_service_and_logs_in_as_the_seeded_admin(tmp_path: Path) -> None:
+    data_dir = tmp_path / ".ledger" / "postgres"
+    with ledger_serve(tmp_path, free_port()) as base_url:
+        login = httpx.post(f"{base_url}/login", json={"email": "testadmin@example.com", "password": "123456"})
+        assert login.status_code == 200, login.text
+        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        about = httpx.get(f"{base_url}/user/about", headers=headers)
+        assert about.json() == {"id": 2, "email": "testadmin@example.com", "full_name": "Test Admin", "is_admin": True}
+        credited = httpx.post(f"{base_url}/webhook/payment", json=CONTRACT_EXAMPLE)
+        assert credited.status_code == 201, credited.text
+        assert postgres_processes(data_dir), "the embedded PostgreSQL should run in ./.ledger/"
+
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while postgres_processes(data_dir):
+        assert time.monotonic() < deadline, "the embedded PostgreSQL was left running"
+        time.sleep(0.2)
+
+    # A second start reuses the data: the payment is still there, and is not credited again.
+    with ledger_serve(tmp_path, free_port()) as base_url:
+        again = httpx.post(f"{base_url}/webhook/payment", json=CONTRACT_EXAMPLE)
+        assert again.status_code == 200, again.text
+        assert again.json()["balance"] == 100

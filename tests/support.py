@@ -1,0 +1,98 @@
+"""Helpers shared by the tests: signed deliveries, fresh users, sums straight from the log."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from psycopg import AsyncConnection
+
+from ledger import commands, signatures
+from ledger.commands import NewUser
+from ledger.events import PaymentReceived
+from ledger.http import parse
+from ledger.passwords import Passwords
+from ledger.projections.users import UserView
+
+TEST_WEBHOOK_SECRET = b"test-webhook-secret"
+PASSWORD = "correct horse"
+
+SELECT_BALANCE = "SELECT balance FROM accounts WHERE id = %(account_id)s"
+SELECT_SUM_OF_PAYMENT_EVENTS = """
+    SELECT COALESCE(sum((data->>'amount')::numeric), 0), count(*)
+    FROM events
+    WHERE type = 'PaymentReceived' AND (data->>'account_id')::bigint = %(account_id)s
+"""
+SELECT_EVENT_COUNT = "SELECT count(*) FROM events"
+
+
+def new_transaction_id() -> str:
+    return f"tx-{uuid.uuid4()}"
+
+
+def new_email() -> str:
+    return f"user-{uuid.uuid4().hex[:16]}@example.com"
+
+
+def new_account_id() -> int:
+    """An account id no other test uses (random in a range the seeds never reach)."""
+    return 1_000_000 + uuid.uuid4().int % (2**62)
+
+
+def delivery_body(
+    user_id: int,
+    account_id: int,
+    amount: Any,
+    transaction_id: str | None = None,
+    secret: bytes = TEST_WEBHOOK_SECRET,
+) -> dict[str, Any]:
+    """Return a webhook body signed as the provider signs it (amount as written in the JSON)."""
+    transaction_id = transaction_id or new_transaction_id()
+    amount_text = amount if isinstance(amount, str) else json.dumps(amount)
+    signed = signatures.payload(str(account_id), amount_text, transaction_id, str(user_id))
+    return {
+        "transaction_id": transaction_id,
+        "user_id": user_id,
+        "account_id": account_id,
+        "amount": amount,
+        "signature": signatures.sign(signed, secret),
+    }
+
+
+def delivery_bytes(body: dict[str, Any], amount_literal: str | None = None) -> bytes:
+    """Return body as JSON bytes; amount_literal writes the amount as that exact JSON number."""
+    if amount_literal is None:
+        return json.dumps(body).encode()
+    return json.dumps({**body, "amount": "@AMOUNT@"}).replace('"@AMOUNT@"', amount_literal).encode()
+
+
+async def create_user(conn: AsyncConnection, passwords: Passwords, *, is_admin: bool = False) -> UserView:
+    return await commands.register(conn, passwords, NewUser(new_email(), "Test Person", PASSWORD, is_admin))
+
+
+async def balance_of(conn: AsyncConnection, account_id: int) -> Decimal | None:
+    cursor = await conn.execute(SELECT_BALANCE, {"account_id": account_id})
+    row = await cursor.fetchone()
+    return row[0] if row else None
+
+
+async def sum_of_payment_events(conn: AsyncConnection, account_id: int) -> tuple[Decimal, int]:
+    cursor = await conn.execute(SELECT_SUM_OF_PAYMENT_EVENTS, {"account_id": account_id})
+    row = await cursor.fetchone()
+    assert row is not None
+    return row[0], row[1]
+
+
+async def event_count(conn: AsyncConnection) -> int:
+    cursor = await conn.execute(SELECT_EVENT_COUNT)
+    row = await cursor.fetchone()
+    assert row is not None
+    return row[0]
+
+
+def delivery(user_id: int, account_id: int, amount: Any, transaction_id: str | None = None) -> PaymentReceived:
+    """Return a parsed, correctly signed delivery, as the webhook hands it to the command."""
+    body = delivery_body(user_id, account_id, amount, transaction_id)
+    return parse.payment_delivery(json.dumps(body).encode(), (TEST_WEBHOOK_SECRET,))

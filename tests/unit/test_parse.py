@@ -1,0 +1,137 @@
+"""Request parsing: exact numbers, the webhook's order of checks, the field rules."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+
+from ledger import errors
+from ledger.http import parse
+from tests.support import TEST_WEBHOOK_SECRET, delivery_body, delivery_bytes
+
+SECRETS = (TEST_WEBHOOK_SECRET,)
+
+
+def test_numbers_with_a_fraction_keep_their_text_and_never_become_floats() -> None:
+    body = parse.json_object(b'{"a": 1100.50, "b": 0.1, "c": 1e2, "d": 7}')
+    assert body == {"a": "1100.50", "b": "0.1", "c": "1e2", "d": 7}
+    assert isinstance(body["a"], parse.NumberLiteral)
+    assert Decimal(body["b"]) * 10 == 1
+
+
+@pytest.mark.parametrize("raw", [b"", b"not json", b"[1, 2]", b'"text"', b"\xff\xfe", b'{"a": NaN}', b'{"a": Infinity}'])
+def test_a_body_that_is_not_a_json_object_is_malformed(raw: bytes) -> None:
+    with pytest.raises(errors.MalformedRequestError):
+        parse.json_object(raw)
+
+
+@pytest.mark.parametrize("literal", ["100", "100.0", "100.50", "0.10", "1e2", "1E+2"])
+def test_a_delivery_is_verified_against_the_amount_as_written(literal: str) -> None:
+    body = delivery_body(1, 1, literal)  # signed over the literal text
+    raw = delivery_bytes(body, amount_literal=literal)
+    delivery = parse.payment_delivery(raw, SECRETS)
+    assert delivery.amount == literal
+    assert delivery.amount_value == Decimal(literal)
+
+
+def test_a_string_amount_signs_as_its_content() -> None:
+    body = delivery_body(1, 1, "100.50")
+    delivery = parse.payment_delivery(json.dumps(body).encode(), SECRETS)
+    assert delivery.amount == "100.50"
+    assert delivery.amount_value == Decimal("100.50")
+
+
+def test_a_number_signed_as_another_spelling_is_refused() -> None:
+    body = delivery_body(1, 1, "100")  # signed as 100
+    with pytest.raises(errors.InvalidSignatureError):
+        parse.payment_delivery(delivery_bytes(body, amount_literal="100.0"), SECRETS)
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"user_id": "1"}, errors.InvalidFieldError),
+        ({"user_id": True}, errors.InvalidFieldError),
+        ({"user_id": 0}, errors.InvalidFieldError),
+        ({"account_id": 2**63}, errors.InvalidFieldError),
+        ({"transaction_id": ""}, errors.InvalidFieldError),
+        ({"transaction_id": "x" * 129}, errors.InvalidFieldError),
+        ({"transaction_id": "tab\there"}, errors.InvalidFieldError),
+        ({"amount": None}, errors.InvalidFieldError),
+        ({"amount": "ten"}, errors.InvalidFieldError),
+        ({"amount": [1]}, errors.InvalidFieldError),
+        ({"signature": 5}, errors.InvalidFieldError),
+        ({"signature": "00" * 32}, errors.InvalidSignatureError),
+    ],
+)
+def test_shape_and_types_are_checked_before_the_signature(change: dict, error: type) -> None:
+    body = {**delivery_body(1, 1, 10), **change}
+    with pytest.raises(error):
+        parse.payment_delivery(json.dumps(body).encode(), SECRETS)
+
+
+@pytest.mark.parametrize("literal", ["0", "-5", "0.001", "1.005", "1000000000000.01", "1e13"])
+def test_amount_rules_come_after_the_signature(literal: str) -> None:
+    signed = delivery_body(1, 1, literal)
+    with pytest.raises(errors.InvalidAmountError):
+        parse.payment_delivery(delivery_bytes(signed, amount_literal=literal), SECRETS)
+    # With a wrong signature the same amount is refused for its signature first.
+    forged = {**signed, "signature": "ab" * 32}
+    with pytest.raises(errors.InvalidSignatureError):
+        parse.payment_delivery(delivery_bytes(forged, amount_literal=literal), SECRETS)
+
+
+def test_the_largest_amount_is_accepted() -> None:
+    body = delivery_body(1, 1, "1000000000000.00")
+    assert parse.payment_delivery(json.dumps(body).encode(), SECRETS).amount_value == 10**12
+
+
+@pytest.mark.parametrize(
+    "email", ["plain", "two@@example.com", "a@b@example.com", "nodot@example", "sp ace@example.com", "a@.com", "@example.com", "x" * 250 + "@a.co"]
+)
+def test_emails_must_look_like_emails(email: str) -> None:
+    with pytest.raises(errors.InvalidFieldError):
+        parse.registration(json.dumps({"email": email, "full_name": "A", "password": "123456"}).encode())
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("password", "12345"), ("password", "x" * 129), ("full_name", ""), ("full_name", "x" * 201), ("full_name", 5)],
+)
+def test_registration_field_limits(field: str, value: object) -> None:
+    body = {"email": "a@example.com", "full_name": "A", "password": "123456", field: value}
+    with pytest.raises(errors.InvalidFieldError):
+        parse.registration(json.dumps(body).encode())
+
+
+def test_registration_never_takes_is_admin() -> None:
+    body = {"email": "a@example.com", "full_name": "A", "password": "123456", "is_admin": True}
+    with pytest.raises(errors.InvalidFieldError):
+        parse.registration(json.dumps(body).encode())
+
+
+def test_an_update_needs_at_least_one_known_field() -> None:
+    with pytest.raises(errors.InvalidFieldError):
+        parse.user_changes(b"{}")
+    with pytest.raises(errors.InvalidFieldError):
+        parse.user_changes(b'{"nickname": "x"}')
+    assert parse.user_changes(b'{"is_admin": false}').is_admin is False
+
+
+@pytest.mark.parametrize(("limit", "after"), [("0", None), ("1001", None), ("-1", None), ("x", None), (None, "-1"), (None, "9" * 30)])
+def test_bad_page_parameters_are_refused(limit: str | None, after: str | None) -> None:
+    with pytest.raises(errors.InvalidQueryError):
+        parse.page(limit, after)
+
+
+def test_page_defaults() -> None:
+    assert parse.page(None, None) == (100, None)
+    assert parse.page("1000", "5") == (1000, 5)
+
+
+@pytest.mark.parametrize("text", ["0", "abc", "-1", str(2**63), "1" * 40])
+def test_path_ids_no_user_can_have_are_not_found(text: str) -> None:
+    with pytest.raises(errors.UserNotFoundError):
+        parse.user_id(text)
