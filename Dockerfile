@@ -18,12 +18,14 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PATH="/opt/venv/bin:$PATH" \
-    LEDGER_MIGRATIONS_DIR=/app/sql
+    LEDGER_MIGRATIONS_DIR=/app/sql \
+    LEDGER_DATA_DIR=/var/lib/ledger
 
 # Fixed uid/gid so volume permissions and runAsNonRoot policies are predictable.
 RUN groupadd --system --gid 10001 ledger \
     && useradd --system --no-log-init --uid 10001 --gid ledger \
-       --no-create-home --shell /usr/sbin/nologin ledger
+       --no-create-home --shell /usr/sbin/nologin ledger \
+    && install -d -o ledger -g ledger -m 0700 /var/lib/ledger
 
 COPY --from=build /opt/venv /opt/venv
 # Migrations are read at run time; LEDGER_MIGRATIONS_DIR points here.
