@@ -82,7 +82,7 @@ def _string(body: dict[str, Any], name: str, length_min: int, length_max: int) -
 
 def _email(body: dict[str, Any]) -> str:
     email = _string(body, "email", 3, EMAIL_LENGTH_MAX)
-    if not EMAIL.fullmatch(email):
+    if not EMAIL.fullmatch(email) or not email.isprintable():
         raise _invalid("email", "must look like an email address")
     return email
 
@@ -95,6 +95,9 @@ def _full_name(body: dict[str, Any]) -> str:
     full_name = _string(body, "full_name", FULL_NAME_LENGTH_MIN, FULL_NAME_LENGTH_MAX)
     if not full_name.strip():
         raise _invalid("full_name", "must not be blank")
+    # Control characters have no place in a name, and NUL cannot be stored by PostgreSQL.
+    if not full_name.isprintable():
+        raise _invalid("full_name", "must not hold control characters")
     return full_name
 
 
@@ -128,8 +131,9 @@ def login(raw: bytes) -> tuple[str, str]:
     email, password = body.get("email"), body.get("password")
     if not isinstance(email, str) or not isinstance(password, str):
         raise _invalid("email" if not isinstance(email, str) else "password", "a string is required")
-    # Over-long input is refused here, before argon2 spends time on it.
-    if len(email) > EMAIL_LENGTH_MAX or len(password) > PASSWORD_LENGTH_MAX:
+    # What no account can have is refused here, before argon2 spends time on it (and NUL,
+    # which PostgreSQL text cannot hold, never reaches the database).
+    if len(email) > EMAIL_LENGTH_MAX or len(password) > PASSWORD_LENGTH_MAX or not email.isprintable():
         raise errors.InvalidCredentialsError()
     return email, password
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
+import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
@@ -161,3 +162,20 @@ async def test_a_conflicting_redelivery_is_refused_naming_the_fields(
     async with pool.connection() as conn:
         assert await event_count(conn) == events_before
         assert await balance_of(conn, account_id) == Decimal("7.00")
+
+
+async def test_a_delivery_takes_one_round_trip(database_url: str, pool: AsyncConnectionPool, passwords: Passwords, tmp_path) -> None:  # noqa: ANN001
+    """libpq's protocol trace shows what went over the wire: one Sync, one statement."""
+    async with pool.connection() as conn:
+        user = await create_user(conn, passwords)
+    trace_path = tmp_path / "libpq.trace"
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        with trace_path.open("w") as trace:
+            conn.pgconn.trace(trace.fileno())
+            conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+            outcome = await commands.receive_payment(conn, delivery(user.id, new_account_id(), "1.00"))
+            conn.pgconn.untrace()
+    assert outcome.is_new
+    sent = [line.split("\t")[2].split(" ")[0] for line in trace_path.read_text().splitlines() if line.startswith("F\t")]
+    assert sent.count("Sync") == 1, sent  # one round trip: the client waits for an answer once
+    assert sent.count("Parse") <= 1 and sent.count("Execute") == 1, sent

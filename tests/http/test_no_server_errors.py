@@ -15,7 +15,14 @@ json_values = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
     max_leaves=12,
 )
-field_values = st.none() | st.booleans() | st.integers() | st.text(max_size=300) | st.floats(allow_nan=False)
+NASTY_STRINGS = [
+    "\x00", "a\x00b@example.com", "x@example.com\x00", "'; DROP TABLE events; --", "1e999", "-0", "NaN",
+    "0.001", "１２３", "\u202e@example.com", "a@b.co", "123456", "x" * 5000,
+]
+field_values = (
+    st.none() | st.booleans() | st.integers() | st.text(max_size=300) | st.floats(allow_nan=False)
+    | st.sampled_from(NASTY_STRINGS)
+)
 webhook_like = st.fixed_dictionaries(
     {},
     optional={

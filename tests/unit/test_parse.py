@@ -98,7 +98,17 @@ def test_emails_must_look_like_emails(email: str) -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("password", "12345"), ("password", "x" * 129), ("full_name", ""), ("full_name", "x" * 201), ("full_name", 5)],
+    [
+        ("password", "12345"),
+        ("password", "x" * 129),
+        ("full_name", ""),
+        ("full_name", "   "),
+        ("full_name", "x" * 201),
+        ("full_name", 5),
+        ("full_name", "nul\x00here"),
+        ("full_name", "line\nbreak"),
+        ("email", "nul\x00@example.com"),
+    ],
 )
 def test_registration_field_limits(field: str, value: object) -> None:
     body = {"email": "a@example.com", "full_name": "A", "password": "123456", field: value}
