@@ -34,9 +34,11 @@ def server_url() -> Iterator[str]:
     if external:
         yield external
         return
-    with tempfile.TemporaryDirectory(prefix="ledger-test-") as data_dir:
-        with db.embedded_postgres(Path(data_dir)) as url:
-            yield url
+    with (
+        tempfile.TemporaryDirectory(prefix="ledger-test-") as data_dir,
+        db.embedded_postgres(Path(data_dir)) as url,
+    ):
+        yield url
 
 
 def fresh_database(server_url: str, prefix: str) -> str:

@@ -92,7 +92,9 @@ async def event_count(conn: AsyncConnection) -> int:
     return row[0]
 
 
-def delivery(user_id: int, account_id: int, amount: Any, transaction_id: str | None = None) -> PaymentReceived:
+def delivery(
+    user_id: int, account_id: int, amount: Any, transaction_id: str | None = None
+) -> PaymentReceived:
     """Return a parsed, correctly signed delivery, as the webhook hands it to the command."""
     body = delivery_body(user_id, account_id, amount, transaction_id)
     return parse.payment_delivery(json.dumps(body).encode(), (TEST_WEBHOOK_SECRET,))

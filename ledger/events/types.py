@@ -107,8 +107,7 @@ class PaymentReceived:
 Event = UserRegistered | UserUpdated | UserDeleted | AccountOpened | PaymentReceived
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.type: cls
-    for cls in (UserRegistered, UserUpdated, UserDeleted, AccountOpened, PaymentReceived)
+    cls.type: cls for cls in (UserRegistered, UserUpdated, UserDeleted, AccountOpened, PaymentReceived)
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import falcon
 import falcon.asgi
@@ -11,8 +12,8 @@ import simplejson
 from psycopg_pool import AsyncConnectionPool
 
 from ledger.config import Settings
-from ledger.http import health, payments, session, users
-from ledger.http.auth import Authentication, Tokens
+from ledger.http import health, parse, payments, session, users
+from ledger.http.auth import ADMIN, PUBLIC, Authentication, Tokens
 from ledger.http.errors import register_error_handlers
 from ledger.passwords import Passwords
 
@@ -34,7 +35,9 @@ class PoolLifespan:
         await self._pool.close()
 
 
-def create_app(settings: Settings, pool: AsyncConnectionPool, *, pool_lifespan: bool = True) -> falcon.asgi.App:
+def create_app(
+    settings: Settings, pool: AsyncConnectionPool, *, pool_lifespan: bool = True
+) -> falcon.asgi.App:
     """Return the ASGI app serving the contract from pool.
 
     With pool_lifespan, the app opens and closes the pool with the server; without it (tests
@@ -42,7 +45,7 @@ def create_app(settings: Settings, pool: AsyncConnectionPool, *, pool_lifespan: 
     """
     passwords = Passwords(settings.argon2)
     tokens = Tokens(settings.jwt_secret, settings.token_ttl_s)
-    middleware: list[object] = [PoolLifespan(pool)] if pool_lifespan else []
+    middleware: list[Any] = [PoolLifespan(pool)] if pool_lifespan else []
     middleware.append(Authentication(pool, tokens))
     app = falcon.asgi.App(middleware=middleware)
 
@@ -59,12 +62,15 @@ def create_app(settings: Settings, pool: AsyncConnectionPool, *, pool_lifespan: 
             app.add_route(path, resource)
 
     route(("/login",), session.Login(pool, passwords, tokens))
-    route(("/register",), session.Registration(pool, passwords))
+    route(("/register",), users.UserCreation(pool, passwords, access=PUBLIC, parse_body=parse.registration))
     route(("/user/about",), users.About())
     route(("/user/accounts",), users.MyAccounts(pool))
     route(("/users/payments", "/user/payments"), users.MyPayments(pool))
     route(("/users", "/admin/users"), users.UserList(pool))
-    route(("/users/create", "/admin/users/create"), users.UserCreation(pool, passwords))
+    route(
+        ("/users/create", "/admin/users/create"),
+        users.UserCreation(pool, passwords, access=ADMIN, parse_body=parse.new_user),
+    )
     route(("/users/update/{user_id}", "/admin/users/update/{user_id}"), users.UserUpdate(pool, passwords))
     route(("/users/delete/{user_id}", "/admin/users/delete/{user_id}"), users.UserDeletion(pool))
     route(("/webhook/payment",), payments.PaymentWebhook(pool, settings.webhook_secrets))

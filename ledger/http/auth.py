@@ -32,7 +32,12 @@ class Tokens:
     def issue(self, record: LoginRecord) -> str:
         """Return a signed token for the user of record."""
         now = int(time.time())
-        claims = {"sub": str(record.id), "ver": record.credentials_version, "iat": now, "exp": now + self.ttl_s}
+        claims = {
+            "sub": str(record.id),
+            "ver": record.credentials_version,
+            "iat": now,
+            "exp": now + self.ttl_s,
+        }
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
     def claims(self, token: str) -> tuple[int, int]:

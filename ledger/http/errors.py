@@ -51,8 +51,8 @@ async def handle_ledger_error(req: Any, resp: Any, error: errors.LedgerError, pa
 async def handle_falcon_error(req: Any, resp: Any, error: falcon.HTTPError, params: Any) -> None:
     phrase = HTTPStatus(error.status_code).phrase  # "Method Not Allowed" -> method_not_allowed
     _render(resp, error.status_code, "_".join(phrase.lower().split()), error.description or phrase + ".")
-    for name, value in (error.headers or {}).items():
-        resp.set_header(name, value)
+    if error.headers:  # Allow on a 405, for instance
+        resp.set_headers(error.headers)
 
 
 async def handle_database_unavailable(req: Any, resp: Any, error: Exception, params: Any) -> None:

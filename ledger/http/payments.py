@@ -26,4 +26,3 @@ class PaymentWebhook:
             outcome = await commands.receive_payment(conn, delivery)
         resp.status = falcon.HTTP_201 if outcome.is_new else falcon.HTTP_200
         resp.media = render.payment_outcome(outcome)
-

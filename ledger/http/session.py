@@ -1,8 +1,7 @@
-"""Logging in and registering: the public endpoints for people."""
+"""Logging in: the one login for users and admins."""
 
 from __future__ import annotations
 
-import falcon
 from falcon.asgi import Request, Response
 from psycopg_pool import AsyncConnectionPool
 
@@ -25,18 +24,3 @@ class Login:
         async with self._pool.connection() as conn:
             record = await commands.log_in(conn, self._passwords, email, password)
         resp.media = render.token(self._tokens.issue(record), self._tokens.ttl_s, record.id)
-
-
-class Registration:
-    access = PUBLIC
-
-    def __init__(self, pool: AsyncConnectionPool, passwords: Passwords) -> None:
-        self._pool = pool
-        self._passwords = passwords
-
-    async def on_post(self, req: Request, resp: Response) -> None:
-        new_user = parse.registration(await parse.read_body(req))
-        async with self._pool.connection() as conn:
-            user = await commands.register(conn, self._passwords, new_user)
-        resp.status = falcon.HTTP_201
-        resp.media = render.user(user)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import falcon
 from falcon.asgi import Request, Response
 from psycopg_pool import AsyncConnectionPool
 
 from ledger import commands
+from ledger.commands import NewUser
 from ledger.http import parse, render
 from ledger.http.auth import ADMIN, USER
 from ledger.passwords import Passwords
@@ -77,14 +80,23 @@ class UserList:
 
 
 class UserCreation:
-    access = ADMIN
+    """POST /register (public; never an admin) and the admins' POST /users/create."""
 
-    def __init__(self, pool: AsyncConnectionPool, passwords: Passwords) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        passwords: Passwords,
+        *,
+        access: str,
+        parse_body: Callable[[bytes], NewUser],
+    ) -> None:
         self._pool = pool
         self._passwords = passwords
+        self._parse_body = parse_body
+        self.access = access
 
     async def on_post(self, req: Request, resp: Response) -> None:
-        new_user = parse.new_user(await parse.read_body(req))
+        new_user = self._parse_body(await parse.read_body(req))
         async with self._pool.connection() as conn:
             user = await commands.register(conn, self._passwords, new_user)
         resp.status = falcon.HTTP_201

@@ -114,7 +114,9 @@ class ReplayReport:
         )
 
 
-async def replay(conn: AsyncConnection, *, apply_to_live: bool = False, difference_limit: int = 20) -> ReplayReport:
+async def replay(
+    conn: AsyncConnection, *, apply_to_live: bool = False, difference_limit: int = 20
+) -> ReplayReport:
     """Rebuild the projections from the log and compare them with the live ones.
 
     With apply_to_live, the live projections are replaced by the rebuild (and so equal it).

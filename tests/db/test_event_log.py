@@ -21,11 +21,15 @@ from ledger.events import UserDeleted, store
 def test_the_database_refuses_to_change_or_remove_events(database_url: str, statement: str) -> None:
     # The session user is a superuser: the trigger, not a permission, is what refuses.
     with psycopg.connect(database_url) as conn:
-        before = conn.execute("SELECT count(*), md5(string_agg(data::text, ',' ORDER BY position)) FROM events").fetchone()
+        before = conn.execute(
+            "SELECT count(*), md5(string_agg(data::text, ',' ORDER BY position)) FROM events"
+        ).fetchone()
         with pytest.raises(psycopg.errors.RestrictViolation, match="append-only"):
             conn.execute(statement)
         conn.rollback()
-        after = conn.execute("SELECT count(*), md5(string_agg(data::text, ',' ORDER BY position)) FROM events").fetchone()
+        after = conn.execute(
+            "SELECT count(*), md5(string_agg(data::text, ',' ORDER BY position)) FROM events"
+        ).fetchone()
     assert before == after
 
 
@@ -33,7 +37,8 @@ def test_the_seeded_users_exist_as_events_and_as_views(database_url: str) -> Non
     with psycopg.connect(database_url) as conn:
         seeded = conn.execute(
             "SELECT stream, type, data->>'email', (data->>'is_admin')::boolean FROM events "
-            "WHERE stream IN ('user-1', 'user-2', 'account-1') AND type IN ('UserRegistered', 'AccountOpened') "
+            "WHERE stream IN ('user-1', 'user-2', 'account-1') "
+            "AND type IN ('UserRegistered', 'AccountOpened') "
             "ORDER BY position"
         ).fetchall()
         users = conn.execute(

@@ -19,7 +19,9 @@ def test_concurrent_starts_apply_each_migration_once(server_url: str) -> None:
         with ThreadPoolExecutor(max_workers=4) as executor:
             applied = list(executor.map(lambda _: db.migrate(url, MIGRATIONS), range(4)))
         # Exactly one starter applied everything; the others waited and found nothing pending.
-        all_ids = sorted(path.stem for path in MIGRATIONS.glob("*.sql") if not path.stem.endswith(".rollback"))
+        all_ids = sorted(
+            path.stem for path in MIGRATIONS.glob("*.sql") if not path.stem.endswith(".rollback")
+        )
         assert sorted(applied, key=len) == [[], [], [], all_ids]
         assert db.pending_migrations(url, MIGRATIONS) == []
         with psycopg.connect(url) as conn:

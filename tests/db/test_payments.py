@@ -30,22 +30,31 @@ async def receive(pool: AsyncConnectionPool, payment: PaymentReceived) -> Paymen
         return await commands.receive_payment(conn, payment)
 
 
-async def test_a_first_delivery_opens_the_account_and_credits_it(pool: AsyncConnectionPool, passwords: Passwords) -> None:
+async def test_a_first_delivery_opens_the_account_and_credits_it(
+    pool: AsyncConnectionPool, passwords: Passwords
+) -> None:
     async with pool.connection() as conn:
         user = await create_user(conn, passwords)
     account_id = new_account_id()
     outcome = await receive(pool, delivery(user.id, account_id, "100.50"))
     assert outcome.is_new
-    assert (outcome.account_id, outcome.amount, outcome.balance) == (account_id, Decimal("100.50"), Decimal("100.50"))
+    assert (outcome.account_id, outcome.amount, outcome.balance) == (
+        account_id,
+        Decimal("100.50"),
+        Decimal("100.50"),
+    )
     async with pool.connection() as conn:
         assert await balance_of(conn, account_id) == Decimal("100.50")
         cursor = await conn.execute(
-            "SELECT type FROM events WHERE stream = %(stream)s ORDER BY position", {"stream": f"account-{account_id}"}
+            "SELECT type FROM events WHERE stream = %(stream)s ORDER BY position",
+            {"stream": f"account-{account_id}"},
         )
         assert [row[0] for row in await cursor.fetchall()] == ["AccountOpened", "PaymentReceived"]
 
 
-async def test_fifty_concurrent_identical_deliveries_credit_once(pool: AsyncConnectionPool, passwords: Passwords) -> None:
+async def test_fifty_concurrent_identical_deliveries_credit_once(
+    pool: AsyncConnectionPool, passwords: Passwords
+) -> None:
     async with pool.connection() as conn:
         user = await create_user(conn, passwords)
     account_id = new_account_id()
@@ -53,7 +62,9 @@ async def test_fifty_concurrent_identical_deliveries_credit_once(pool: AsyncConn
     outcomes = await asyncio.gather(*(receive(pool, payment) for _ in range(50)))
     assert sum(outcome.is_new for outcome in outcomes) == 1
     # Every re-delivery got the original answer.
-    assert {(o.account_id, o.amount, o.balance) for o in outcomes} == {(account_id, Decimal("25.00"), Decimal("25.00"))}
+    assert {(o.account_id, o.amount, o.balance) for o in outcomes} == {
+        (account_id, Decimal("25.00"), Decimal("25.00"))
+    }
     async with pool.connection() as conn:
         assert await balance_of(conn, account_id) == Decimal("25.00")
         assert await sum_of_payment_events(conn, account_id) == (Decimal("25.00"), 1)
@@ -79,7 +90,9 @@ async def test_two_hundred_payments_over_twenty_connections_sum_exactly(
         assert await sum_of_payment_events(conn, account_id) == (sum(amounts), 200)
 
 
-async def test_ten_payments_of_ten_cents_make_exactly_one(pool: AsyncConnectionPool, passwords: Passwords) -> None:
+async def test_ten_payments_of_ten_cents_make_exactly_one(
+    pool: AsyncConnectionPool, passwords: Passwords
+) -> None:
     async with pool.connection() as conn:
         user = await create_user(conn, passwords)
     account_id = new_account_id()
@@ -164,7 +177,9 @@ async def test_a_conflicting_redelivery_is_refused_naming_the_fields(
         assert await balance_of(conn, account_id) == Decimal("7.00")
 
 
-async def test_a_delivery_takes_one_round_trip(database_url: str, pool: AsyncConnectionPool, passwords: Passwords, tmp_path) -> None:  # noqa: ANN001
+async def test_a_delivery_takes_one_round_trip(
+    database_url: str, pool: AsyncConnectionPool, passwords: Passwords, tmp_path
+) -> None:  # noqa: ANN001
     """libpq's protocol trace shows what went over the wire: one Sync, one statement."""
     async with pool.connection() as conn:
         user = await create_user(conn, passwords)
@@ -176,6 +191,10 @@ async def test_a_delivery_takes_one_round_trip(database_url: str, pool: AsyncCon
             outcome = await commands.receive_payment(conn, delivery(user.id, new_account_id(), "1.00"))
             conn.pgconn.untrace()
     assert outcome.is_new
-    sent = [line.split("\t")[2].split(" ")[0] for line in trace_path.read_text().splitlines() if line.startswith("F\t")]
+    sent = [
+        line.split("\t")[2].split(" ")[0]
+        for line in trace_path.read_text().splitlines()
+        if line.startswith("F\t")
+    ]
     assert sent.count("Sync") == 1, sent  # one round trip: the client waits for an answer once
     assert sent.count("Parse") <= 1 and sent.count("Execute") == 1, sent

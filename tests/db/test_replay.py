@@ -32,7 +32,12 @@ def own_database(server_url: str) -> Iterator[str]:
 def ledger_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LEDGER_DATABASE_URL": database_url, "LEDGER_JWT_SECRET": "replay-test"}
     return subprocess.run(
-        [sys.executable, "-m", "ledger", *args], env=env, capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-m", "ledger", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -44,8 +49,12 @@ def fill(database_url: str) -> None:
         async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
             alice = await commands.register(conn, passwords, NewUser("alice@example.com", "Alice", PASSWORD))
             bob = await commands.register(conn, passwords, NewUser("bob@example.com", "Bob", PASSWORD))
-            await commands.update_user(conn, passwords, alice.id, UserChanges(full_name="Alice B", password="new-pass"))
-            for i, (user, account_id) in enumerate([(alice, 10), (alice, 11), (bob, 12), (alice, 10), (1, 1)]):
+            await commands.update_user(
+                conn, passwords, alice.id, UserChanges(full_name="Alice B", password="new-pass")
+            )
+            for i, (user, account_id) in enumerate(
+                [(alice, 10), (alice, 11), (bob, 12), (alice, 10), (1, 1)]
+            ):
                 user_id = user if isinstance(user, int) else user.id
                 await commands.receive_payment(conn, delivery(user_id, account_id, f"{i + 1}.25"))
             await commands.delete_user(conn, 2, bob.id)
@@ -71,7 +80,9 @@ def test_replay_finds_the_live_projections_equal_to_the_rebuild(own_database: st
         "INSERT INTO accounts (id, user_id, balance) VALUES (99, 1, 0)",
     ],
 )
-def test_replay_names_a_drifted_projection_and_repairs_it_only_with_apply(own_database: str, damage: str) -> None:
+def test_replay_names_a_drifted_projection_and_repairs_it_only_with_apply(
+    own_database: str, damage: str
+) -> None:
     fill(own_database)
     with psycopg.connect(own_database) as conn:
         conn.execute(damage)

@@ -45,7 +45,10 @@ def ledger_serve(workdir: Path, port: int) -> Iterator[str]:
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "ledger", "serve", "--port", str(port)],
-            cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=workdir,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     base_url = f"http://127.0.0.1:{port}"
     try:
@@ -57,7 +60,9 @@ def ledger_serve(workdir: Path, port: int) -> Iterator[str]:
                     break
             except httpx.TransportError:
                 pass
-            assert time.monotonic() < deadline, f"not serving after {START_TIMEOUT_S}s:\n{log_path.read_text()}"
+            assert time.monotonic() < deadline, (
+                f"not serving after {START_TIMEOUT_S}s:\n{log_path.read_text()}"
+            )
             time.sleep(0.2)
         yield base_url
     finally:
@@ -77,7 +82,12 @@ def test_a_newcomer_starts_the_service_and_logs_in_as_the_seeded_admin(tmp_path:
         assert login.status_code == 200, login.text
         headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
         about = httpx.get(f"{base_url}/user/about", headers=headers)
-        assert about.json() == {"id": 2, "email": "testadmin@example.com", "full_name": "Test Admin", "is_admin": True}
+        assert about.json() == {
+            "id": 2,
+            "email": "testadmin@example.com",
+            "full_name": "Test Admin",
+            "is_admin": True,
+        }
         credited = httpx.post(f"{base_url}/webhook/payment", json=CONTRACT_EXAMPLE)
         assert credited.status_code == 201, credited.text
         assert postgres_processes(data_dir), "the embedded PostgreSQL should run in ./.ledger/"

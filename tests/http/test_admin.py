@@ -15,7 +15,9 @@ async def test_admins_list_users_with_accounts_and_balances(
     client: ASGIConductor, admin: Person, person: Person, prefix: str
 ) -> None:
     account_id = new_account_id()
-    paid = await client.simulate_post("/webhook/payment", json=delivery_body(person.user.id, account_id, "42.42"))
+    paid = await client.simulate_post(
+        "/webhook/payment", json=delivery_body(person.user.id, account_id, "42.42")
+    )
     assert paid.status_code == 201
     listed = await client.simulate_get(f"{prefix}/users", params={"limit": "1000"}, headers=admin.headers)
     assert listed.status_code == 200
@@ -23,8 +25,11 @@ async def test_admins_list_users_with_accounts_and_balances(
     assert ids == sorted(ids)
     mine = next(user for user in listed.json if user["id"] == person.user.id)
     assert mine == {
-        "id": person.user.id, "email": person.user.email, "full_name": person.user.full_name,
-        "is_admin": False, "accounts": [{"id": account_id, "balance": 42.42}],
+        "id": person.user.id,
+        "email": person.user.email,
+        "full_name": person.user.full_name,
+        "is_admin": False,
+        "accounts": [{"id": account_id, "balance": 42.42}],
     }
     seeded_user = next(user for user in listed.json if user["id"] == 1)
     assert seeded_user["email"] == "testuser@example.com"
@@ -49,7 +54,9 @@ async def test_admins_create_users_and_admins(client: ASGIConductor, admin: Pers
     assert taken.status_code == 409
     assert taken.json["error"] == "email_taken"
     plain = await client.simulate_post(
-        f"{prefix}/users/create", json={"email": new_email(), "full_name": "P", "password": "secret1"}, headers=admin.headers
+        f"{prefix}/users/create",
+        json={"email": new_email(), "full_name": "P", "password": "secret1"},
+        headers=admin.headers,
     )
     assert plain.json["is_admin"] is False
 
@@ -59,7 +66,9 @@ async def test_admins_update_users(client: ASGIConductor, admin: Person, make_pe
     person, other = await make_person(), await make_person()
     path = f"{prefix}/users/update/{person.user.id}"
     new = new_email()
-    updated = await client.simulate_put(path, json={"email": new, "full_name": "Renamed", "is_admin": True}, headers=admin.headers)
+    updated = await client.simulate_put(
+        path, json={"email": new, "full_name": "Renamed", "is_admin": True}, headers=admin.headers
+    )
     assert updated.status_code == 200, updated.text
     assert updated.json == {"id": person.user.id, "email": new, "full_name": "Renamed", "is_admin": True}
     login = await client.simulate_post("/login", json={"email": new, "password": "correct horse"})
@@ -69,9 +78,13 @@ async def test_admins_update_users(client: ASGIConductor, admin: Person, make_pe
     assert (taken.status_code, taken.json["error"]) == (409, "email_taken")
     empty = await client.simulate_put(path, json={}, headers=admin.headers)
     assert empty.status_code == 422
-    unknown = await client.simulate_put(f"{prefix}/users/update/999999999999", json={"full_name": "X"}, headers=admin.headers)
+    unknown = await client.simulate_put(
+        f"{prefix}/users/update/999999999999", json={"full_name": "X"}, headers=admin.headers
+    )
     assert (unknown.status_code, unknown.json["error"]) == (404, "user_not_found")
-    not_an_id = await client.simulate_put(f"{prefix}/users/update/abc", json={"full_name": "X"}, headers=admin.headers)
+    not_an_id = await client.simulate_put(
+        f"{prefix}/users/update/abc", json={"full_name": "X"}, headers=admin.headers
+    )
     assert not_an_id.status_code == 404
 
 
@@ -96,7 +109,9 @@ async def test_admins_delete_users_whose_events_stay(
         ).fetchall()
     assert [t for (t,) in types] == ["UserRegistered", "AccountOpened", "PaymentReceived", "UserDeleted"]
     # The deleted user's email may be registered again.
-    again = await client.simulate_post("/register", json={"email": person.user.email, "full_name": "B", "password": "secret1"})
+    again = await client.simulate_post(
+        "/register", json={"email": person.user.email, "full_name": "B", "password": "secret1"}
+    )
     assert again.status_code == 201
 
 

@@ -38,9 +38,15 @@ def assert_unauthenticated(result) -> None:  # noqa: ANN001
 
 @pytest.mark.parametrize(
     ("email", "user_id", "is_admin"),
-    [("testadmin@example.com", 2, True), ("testuser@example.com", 1, False), ("TestAdmin@Example.COM", 2, True)],
+    [
+        ("testadmin@example.com", 2, True),
+        ("testuser@example.com", 1, False),
+        ("TestAdmin@Example.COM", 2, True),
+    ],
 )
-async def test_the_seeded_users_log_in(client: ASGIConductor, email: str, user_id: int, is_admin: bool) -> None:
+async def test_the_seeded_users_log_in(
+    client: ASGIConductor, email: str, user_id: int, is_admin: bool
+) -> None:
     result = await client.simulate_post("/login", json={"email": email, "password": "123456"})
     assert result.status_code == 200, result.text
     body = result.json
@@ -51,9 +57,15 @@ async def test_the_seeded_users_log_in(client: ASGIConductor, email: str, user_i
     assert about.json["is_admin"] is is_admin
 
 
-async def test_a_wrong_password_and_an_unknown_email_get_the_same_answer(client: ASGIConductor, person: Person) -> None:
-    wrong_password = await client.simulate_post("/login", json={"email": person.user.email, "password": "wrong-one"})
-    unknown_email = await client.simulate_post("/login", json={"email": "nobody@example.com", "password": PASSWORD})
+async def test_a_wrong_password_and_an_unknown_email_get_the_same_answer(
+    client: ASGIConductor, person: Person
+) -> None:
+    wrong_password = await client.simulate_post(
+        "/login", json={"email": person.user.email, "password": "wrong-one"}
+    )
+    unknown_email = await client.simulate_post(
+        "/login", json={"email": "nobody@example.com", "password": PASSWORD}
+    )
     assert wrong_password.status_code == unknown_email.status_code == 401
     assert wrong_password.json == unknown_email.json
     assert wrong_password.json["error"] == "invalid_credentials"
@@ -69,7 +81,9 @@ async def test_a_malformed_login_is_a_4xx(client: ASGIConductor, body: bytes) ->
 @pytest.mark.parametrize(("method", "path"), PROTECTED)
 async def test_protected_endpoints_need_a_token(client: ASGIConductor, method: str, path: str) -> None:
     assert_unauthenticated(await client.simulate_request(method, path))
-    assert_unauthenticated(await client.simulate_request(method, path, headers={"Authorization": "Basic abc"}))
+    assert_unauthenticated(
+        await client.simulate_request(method, path, headers={"Authorization": "Basic abc"})
+    )
     assert_unauthenticated(await client.simulate_request(method, path, headers={"Authorization": "Bearer"}))
 
 
@@ -86,19 +100,30 @@ def forgeries(person: Person, settings_secret: bytes) -> dict[str, str]:
         "alg_none": b64({"alg": "none", "typ": "JWT"}) + "." + payload + ".",
         "wrong_key": jwt.encode(claims, "another-key-of-sufficient-length-123", algorithm="HS256"),
         "tampered_payload": header + "." + b64({**claims, "sub": "2"}) + "." + signature,
-        "expired": jwt.encode({**claims, "iat": now - 100, "exp": now - 10}, settings_secret, algorithm="HS256"),
-        "no_exp": jwt.encode({k: v for k, v in claims.items() if k != "exp"}, settings_secret, algorithm="HS256"),
-        "no_version": jwt.encode({k: v for k, v in claims.items() if k != "ver"}, settings_secret, algorithm="HS256"),
+        "expired": jwt.encode(
+            {**claims, "iat": now - 100, "exp": now - 10}, settings_secret, algorithm="HS256"
+        ),
+        "no_exp": jwt.encode(
+            {k: v for k, v in claims.items() if k != "exp"}, settings_secret, algorithm="HS256"
+        ),
+        "no_version": jwt.encode(
+            {k: v for k, v in claims.items() if k != "ver"}, settings_secret, algorithm="HS256"
+        ),
         "hs512": jwt.encode(claims, settings_secret, algorithm="HS512"),
     }
 
 
 @pytest.mark.parametrize(
-    "kind", ["garbage", "alg_none", "wrong_key", "tampered_payload", "expired", "no_exp", "no_version", "hs512"]
+    "kind",
+    ["garbage", "alg_none", "wrong_key", "tampered_payload", "expired", "no_exp", "no_version", "hs512"],
 )
-async def test_forged_and_expired_tokens_are_refused(client: ASGIConductor, person: Person, settings, kind: str) -> None:  # noqa: ANN001
+async def test_forged_and_expired_tokens_are_refused(
+    client: ASGIConductor, person: Person, settings, kind: str
+) -> None:  # noqa: ANN001
     token = forgeries(person, settings.jwt_secret)[kind]
-    assert_unauthenticated(await client.simulate_get("/user/about", headers={"Authorization": f"Bearer {token}"}))
+    assert_unauthenticated(
+        await client.simulate_get("/user/about", headers={"Authorization": f"Bearer {token}"})
+    )
 
 
 async def login(client: ASGIConductor, email: str, password: str) -> dict[str, str]:
@@ -120,7 +145,10 @@ async def test_tokens_are_revoked_by_a_password_or_email_change(
     client: ASGIConductor, person: Person, admin: Person, change: dict, revokes: bool
 ) -> None:
     headers = await login(client, person.user.email, PASSWORD)
-    body = {key: value.format(id=person.user.id) if isinstance(value, str) else value for key, value in change.items()}
+    body = {
+        key: value.format(id=person.user.id) if isinstance(value, str) else value
+        for key, value in change.items()
+    }
     updated = await client.simulate_put(f"/users/update/{person.user.id}", json=body, headers=admin.headers)
     assert updated.status_code == 200, updated.text
     after = await client.simulate_get("/user/about", headers=headers)
@@ -141,7 +169,11 @@ async def test_a_deleted_users_token_is_revoked(client: ASGIConductor, person: P
 
 @pytest.mark.parametrize(("method", "path"), ADMIN_ONLY)
 async def test_admin_endpoints_refuse_a_user_with_403(
-    client: ASGIConductor, person: Person, make_person, method: str, path: str  # noqa: ANN001
+    client: ASGIConductor,
+    person: Person,
+    make_person,
+    method: str,
+    path: str,  # noqa: ANN001
 ) -> None:
     victim = await make_person()
     path = path.replace("/1", f"/{victim.user.id}")

@@ -19,10 +19,16 @@ async def pay(client: ASGIConductor, user_id: int, account_id: int, amount: str)
 
 async def test_register_creates_a_user_who_can_log_in(client: ASGIConductor) -> None:
     email = new_email()
-    created = await client.simulate_post("/register", json={"email": email, "full_name": "New Person", "password": "secret1"})
+    created = await client.simulate_post(
+        "/register", json={"email": email, "full_name": "New Person", "password": "secret1"}
+    )
     assert created.status_code == 201, created.text
     assert set(created.json) == {"id", "email", "full_name", "is_admin"}
-    assert (created.json["email"], created.json["full_name"], created.json["is_admin"]) == (email, "New Person", False)
+    assert (created.json["email"], created.json["full_name"], created.json["is_admin"]) == (
+        email,
+        "New Person",
+        False,
+    )
     login = await client.simulate_post("/login", json={"email": email, "password": "secret1"})
     assert login.status_code == 200
     assert login.json["user_id"] == created.json["id"]
@@ -42,7 +48,12 @@ async def test_register_refuses_a_taken_email_in_any_case(client: ASGIConductor,
         (b"[]", 400),
         (json.dumps({"email": "bad", "full_name": "A", "password": "secret1"}).encode(), 422),
         (json.dumps({"email": "a@example.com", "full_name": "A", "password": "short"}).encode(), 422),
-        (json.dumps({"email": "a@example.com", "full_name": "A", "password": "secret1", "is_admin": True}).encode(), 422),
+        (
+            json.dumps(
+                {"email": "a@example.com", "full_name": "A", "password": "secret1", "is_admin": True}
+            ).encode(),
+            422,
+        ),
         (json.dumps({"email": "a@example.com", "password": "secret1"}).encode(), 422),
     ],
 )
@@ -55,7 +66,10 @@ async def test_register_refuses_bad_input(client: ASGIConductor, body: bytes, st
 async def test_about_shows_the_token_user(client: ASGIConductor, person: Person) -> None:
     result = await client.simulate_get("/user/about", headers=person.headers)
     assert result.json == {
-        "id": person.user.id, "email": person.user.email, "full_name": person.user.full_name, "is_admin": False
+        "id": person.user.id,
+        "email": person.user.email,
+        "full_name": person.user.full_name,
+        "is_admin": False,
     }
 
 

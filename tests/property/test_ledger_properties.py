@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import psycopg
-from hypothesis import HealthCheck, event, given, settings, strategies as st
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from ledger import commands, errors
 from ledger.commands import NewUser, UserChanges
@@ -70,7 +71,8 @@ operations = st.lists(
             Update,
             st.integers(0, USER_SLOTS - 1),
             st.none() | st.integers(0, USER_SLOTS),
-            st.none() | st.text(min_size=1, max_size=20).filter(lambda name: name.strip() and name.isprintable()),
+            st.none()
+            | st.text(min_size=1, max_size=20).filter(lambda name: name.strip() and name.isprintable()),
             st.booleans(),
         ),
         st.builds(Delete, st.integers(0, USER_SLOTS - 1)),
@@ -116,17 +118,23 @@ async def test_balances_always_equal_the_sum_of_their_events(
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         # Every slot starts with a user, so that most payments have someone to go to.
         for slot in range(USER_SLOTS):
-            user_ids[slot] = (await commands.register(conn, passwords, NewUser(email(slot), "P", PASSWORD))).id
+            user_ids[slot] = (
+                await commands.register(conn, passwords, NewUser(email(slot), "P", PASSWORD))
+            ).id
         for op in sequence:
             try:
                 match op:
                     case Register(slot, email_slot):
-                        user = await commands.register(conn, passwords, NewUser(email(email_slot), "P", PASSWORD))
+                        user = await commands.register(
+                            conn, passwords, NewUser(email(email_slot), "P", PASSWORD)
+                        )
                         user_ids[slot] = user.id  # the slot now names the newer user
                     case Pay(user_slot, account_slot, cents, transaction_slot):
                         amount = Decimal(cents) / 100
                         account_id = account_base + account_slot
-                        payment = delivery(user_ids[user_slot], account_id, str(amount), f"{run}-{transaction_slot}")
+                        payment = delivery(
+                            user_ids[user_slot], account_id, str(amount), f"{run}-{transaction_slot}"
+                        )
                         outcome = await commands.receive_payment(conn, payment)
                         if outcome.is_new:
                             assert transaction_slot not in sent
@@ -162,6 +170,8 @@ async def test_balances_always_equal_the_sum_of_their_events(
         assert await (await conn.execute(DUPLICATE_CREDITS)).fetchall() == []
         assert await (await conn.execute(PAYMENTS_WITHOUT_EVENTS)).fetchall() == []
 
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True, prepare_threshold=None) as conn:
+    async with await psycopg.AsyncConnection.connect(
+        database_url, autocommit=True, prepare_threshold=None
+    ) as conn:
         report = await replay(conn)
     assert report.equal, report.differences

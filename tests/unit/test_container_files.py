@@ -73,9 +73,7 @@ def test_dockerfile_runs_as_non_root_with_healthcheck():
     # The last USER is the one the final image runs as.
     user = users[-1].split(":")[0].strip()
     assert user not in ("root", "0"), f"Dockerfile runs as root: USER {users[-1]}"
-    assert any(line.upper().startswith("HEALTHCHECK ") for line in lines), (
-        "Dockerfile has no HEALTHCHECK"
-    )
+    assert any(line.upper().startswith("HEALTHCHECK ") for line in lines), "Dockerfile has no HEALTHCHECK"
 
 
 def test_compose_db_healthcheck_and_ledger_waits_for_it():

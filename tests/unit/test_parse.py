@@ -21,7 +21,9 @@ def test_numbers_with_a_fraction_keep_their_text_and_never_become_floats() -> No
     assert Decimal(body["b"]) * 10 == 1
 
 
-@pytest.mark.parametrize("raw", [b"", b"not json", b"[1, 2]", b'"text"', b"\xff\xfe", b'{"a": NaN}', b'{"a": Infinity}'])
+@pytest.mark.parametrize(
+    "raw", [b"", b"not json", b"[1, 2]", b'"text"', b"\xff\xfe", b'{"a": NaN}', b'{"a": Infinity}']
+)
 def test_a_body_that_is_not_a_json_object_is_malformed(raw: bytes) -> None:
     with pytest.raises(errors.MalformedRequestError):
         parse.json_object(raw)
@@ -89,7 +91,17 @@ def test_the_largest_amount_is_accepted() -> None:
 
 
 @pytest.mark.parametrize(
-    "email", ["plain", "two@@example.com", "a@b@example.com", "nodot@example", "sp ace@example.com", "a@.com", "@example.com", "x" * 250 + "@a.co"]
+    "email",
+    [
+        "plain",
+        "two@@example.com",
+        "a@b@example.com",
+        "nodot@example",
+        "sp ace@example.com",
+        "a@.com",
+        "@example.com",
+        "x" * 250 + "@a.co",
+    ],
 )
 def test_emails_must_look_like_emails(email: str) -> None:
     with pytest.raises(errors.InvalidFieldError):
@@ -130,7 +142,10 @@ def test_an_update_needs_at_least_one_known_field() -> None:
     assert parse.user_changes(b'{"is_admin": false}').is_admin is False
 
 
-@pytest.mark.parametrize(("limit", "after"), [("0", None), ("1001", None), ("-1", None), ("x", None), (None, "-1"), (None, "9" * 30)])
+@pytest.mark.parametrize(
+    ("limit", "after"),
+    [("0", None), ("1001", None), ("-1", None), ("x", None), (None, "-1"), (None, "9" * 30)],
+)
 def test_bad_page_parameters_are_refused(limit: str | None, after: str | None) -> None:
     with pytest.raises(errors.InvalidQueryError):
         parse.page(limit, after)

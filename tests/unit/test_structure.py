@@ -48,7 +48,8 @@ def test_projections_and_events_do_not_import_commands() -> None:
 
 def test_every_ledger_error_has_an_http_status() -> None:
     defined = {
-        cls for _, cls in inspect.getmembers(errors, inspect.isclass)
+        cls
+        for _, cls in inspect.getmembers(errors, inspect.isclass)
         if issubclass(cls, errors.LedgerError) and cls is not errors.LedgerError
     }
     assert defined == set(STATUS_OF)
