@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from psycopg import AsyncConnection
-from psycopg.errors import UniqueViolation
+from psycopg.errors import NumericValueOutOfRange, UniqueViolation
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
@@ -81,8 +81,8 @@ async def register(conn: AsyncConnection, passwords: Passwords, new_user: NewUse
             password_hash=password_hash,
             is_admin=new_user.is_admin,
         )
-        await store.append(conn, event)
         await _apply_user_event(conn, event)
+        await store.append(conn, event)
     return UserView(user_id, new_user.email, new_user.full_name, new_user.is_admin, 1)
 
 
@@ -107,8 +107,8 @@ async def update_user(
             password_hash=password_hash,
             is_admin=changes.is_admin,
         )
-        await store.append(conn, event)
         await _apply_user_event(conn, event)
+        await store.append(conn, event)
     return UserView(
         id=user_id,
         email=changes.email if changes.email is not None else current.email,
@@ -127,8 +127,8 @@ async def delete_user(conn: AsyncConnection, acting_user_id: int, user_id: int) 
         if await users.live_user(conn, user_id, for_update=True) is None:
             raise errors.UserNotFoundError()
         event = UserDeleted(user_id=user_id)
-        await store.append(conn, event)
         await users.apply(conn, event)
+        await store.append(conn, event)
 
 
 async def log_in(conn: AsyncConnection, passwords: Passwords, email: str, password: str) -> LoginRecord:
@@ -145,20 +145,24 @@ async def receive_payment(conn: AsyncConnection, delivery: PaymentReceived) -> P
     """Credit a signed delivery once, ever; answer a re-delivery with the original result.
 
     One round trip: receive_payment() (sql/0003) is a single statement, its own transaction.
-    Raises UserNotFoundError, AccountOwnerMismatchError, TransactionConflictError.
+    Raises UserNotFoundError, AccountOwnerMismatchError, TransactionConflictError,
+    BalanceLimitError.
     """
     assert not conn.info.transaction_status, "receive_payment runs as its own transaction"
     async with conn.cursor(row_factory=class_row(_ReceiveResult)) as cursor:
-        await cursor.execute(
-            RECEIVE_PAYMENT,
-            {
-                "transaction_id": delivery.transaction_id,
-                "user_id": delivery.user_id,
-                "account_id": delivery.account_id,
-                "amount": delivery.amount_value,
-                "delivery": Jsonb(to_data(delivery)),
-            },
-        )
+        try:
+            await cursor.execute(
+                RECEIVE_PAYMENT,
+                {
+                    "transaction_id": delivery.transaction_id,
+                    "user_id": delivery.user_id,
+                    "account_id": delivery.account_id,
+                    "amount": delivery.amount_value,
+                    "delivery": Jsonb(to_data(delivery)),
+                },
+            )
+        except NumericValueOutOfRange as error:  # numeric(20,2): about 10^18
+            raise errors.BalanceLimitError() from error
         result = await cursor.fetchone()
     assert result is not None
     match result.outcome:
@@ -192,6 +196,14 @@ async def receive_payment(conn: AsyncConnection, delivery: PaymentReceived) -> P
 
 
 async def _apply_user_event(conn: AsyncConnection, event: UserRegistered | UserUpdated) -> None:
+    """Apply a user event to the users view, before it is appended.
+
+    The order matters: this is where the statement may wait on the unique email index for
+    another transaction (one that frees or takes the email). Appending only afterwards draws
+    the event's position after that transaction committed, so the log's order is one in
+    which a replay can apply every event: appending first could put a registration before
+    the deletion that freed its email.
+    """
     try:
         await users.apply(conn, event)
     except UniqueViolation as error:

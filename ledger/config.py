@@ -55,8 +55,11 @@ def settings_from_environment(environ: Mapping[str, str]) -> Settings:
     token_ttl_s = int(environ.get("LEDGER_TOKEN_TTL_S", "86400"))
     if token_ttl_s <= 0:
         raise ValueError("LEDGER_TOKEN_TTL_S must be a positive number of seconds")
+    database_url = environ.get("LEDGER_DATABASE_URL") or None
+    if database_url and not database_url.startswith(("postgresql://", "postgres://")):
+        raise ValueError("LEDGER_DATABASE_URL must look like postgresql://user:password@host:5432/dbname")
     return Settings(
-        database_url=environ.get("LEDGER_DATABASE_URL") or None,
+        database_url=database_url,
         data_dir=data_dir,
         migrations_dir=Path(environ.get("LEDGER_MIGRATIONS_DIR", REPO_ROOT / "sql")),
         webhook_secrets=webhook_secrets,

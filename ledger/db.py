@@ -80,7 +80,8 @@ def pending_migrations(database_url: str, migrations_dir: Path) -> list[str]:
 def yoyo_url(database_url: str) -> str:
     """Return database_url with the scheme that makes yoyo use psycopg 3."""
     scheme, _, rest = database_url.partition("://")
-    assert scheme in ("postgresql", "postgres", "postgresql+psycopg"), f"not a PostgreSQL URL: {scheme}"
+    if scheme not in ("postgresql", "postgres", "postgresql+psycopg") or not rest:
+        raise ValueError("the database URL must look like postgresql://user@host:5432/dbname")
     return f"postgresql+psycopg://{rest}"
 
 

@@ -84,6 +84,11 @@ class AccountOwnerMismatchError(LedgerError):
     message = "The account belongs to another user."
 
 
+class BalanceLimitError(LedgerError):
+    code = "balance_limit_exceeded"
+    message = "This payment would take the balance past the largest amount the ledger holds."
+
+
 class TransactionConflictError(LedgerError):
     code = "transaction_conflict"
     message = "This transaction_id was already used with other values."

@@ -34,6 +34,7 @@ STATUS_OF: dict[type[errors.LedgerError], int] = {
     errors.InvalidAmountError: 422,
     errors.AccountOwnerMismatchError: 409,
     errors.TransactionConflictError: 409,
+    errors.BalanceLimitError: 422,
 }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import falcon
@@ -28,15 +28,34 @@ PASSWORD_LENGTH_MIN, PASSWORD_LENGTH_MAX = 6, 128
 FULL_NAME_LENGTH_MIN, FULL_NAME_LENGTH_MAX = 1, 200
 TRANSACTION_ID_LENGTH_MAX = 128
 
-DECIMAL_STRING = re.compile(r"[0-9]+(\.[0-9]+)?")
+# What a decimal string amount may look like (sign and size are amount rules, checked later).
+DECIMAL_STRING = re.compile(r"[-+]?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+AMOUNT_TEXT_LENGTH_MAX = 40  # beyond this no amount can be valid; keeps Decimal away from huge exponents
 INTEGER_STRING = re.compile(r"[0-9]{1,19}")
 # One @, something before it, a dot inside the domain, no spaces.
 EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
 USER_FIELDS = frozenset({"email", "full_name", "password", "is_admin"})
 
 
-class NumberLiteral(str):
-    """A JSON number with a fraction or an exponent, exactly as written (never a float)."""
+class NumberLiteral:
+    """A JSON number with a fraction or an exponent, exactly as written (never a float).
+
+    Not a str subclass on purpose: a number must never pass where a string is required.
+    """
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NumberLiteral) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+    def __repr__(self) -> str:
+        return f"NumberLiteral({self.text!r})"
 
 
 def _refuse_constant(name: str) -> Any:
@@ -61,7 +80,19 @@ def json_object(raw: bytes) -> dict[str, Any]:
         raise errors.MalformedRequestError("The body is not valid JSON.") from error
     if not isinstance(body, dict):
         raise errors.MalformedRequestError()
+    if not _is_encodable(body):
+        raise errors.MalformedRequestError("The body holds text that is not valid Unicode.")
     return body
+
+
+def _is_encodable(body: dict[str, Any]) -> bool:
+    """Return whether every string in body is valid Unicode (a JSON escape can spell a lone
+    surrogate, which no database, hash or password function can take)."""
+    try:
+        json.dumps(body, ensure_ascii=False, default=lambda number: number.text).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # Field rules -------------------------------------------------------------------------------
@@ -73,7 +104,7 @@ def _invalid(name: str, rule: str) -> errors.InvalidFieldError:
 
 def _string(body: dict[str, Any], name: str, length_min: int, length_max: int) -> str:
     value = body.get(name)
-    if not isinstance(value, str):
+    if type(value) is not str:
         raise _invalid(name, "a string is required")
     if not length_min <= len(value) <= length_max:
         raise _invalid(name, f"must be {length_min} to {length_max} characters")
@@ -103,23 +134,16 @@ def _full_name(body: dict[str, Any]) -> str:
 
 def _boolean(body: dict[str, Any], name: str) -> bool:
     value = body.get(name)
-    if not isinstance(value, bool):
+    if type(value) is not bool:
         raise _invalid(name, "true or false is required")
     return value
 
 
 def _id(body: dict[str, Any], name: str) -> int:
     value = body.get(name)
-    # bool is an int in Python; a JSON true is not an id.
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= BIGINT_MAX:
+    if type(value) is not int or not 1 <= value <= BIGINT_MAX:  # a JSON true is not an id
         raise _invalid(name, f"an integer from 1 to {BIGINT_MAX} is required")
     return value
-
-
-def _only_fields(body: dict[str, Any], allowed: frozenset[str]) -> None:
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise _invalid(unknown[0], "is not a field of this request")
 
 
 # Bodies ------------------------------------------------------------------------------------
@@ -129,8 +153,8 @@ def login(raw: bytes) -> tuple[str, str]:
     """Return (email, password) of a login body."""
     body = json_object(raw)
     email, password = body.get("email"), body.get("password")
-    if not isinstance(email, str) or not isinstance(password, str):
-        raise _invalid("email" if not isinstance(email, str) else "password", "a string is required")
+    if type(email) is not str or type(password) is not str:
+        raise _invalid("email" if type(email) is not str else "password", "a string is required")
     # What no account can have is refused here, before argon2 spends time on it (and NUL,
     # which PostgreSQL text cannot hold, never reaches the database).
     if len(email) > EMAIL_LENGTH_MAX or len(password) > PASSWORD_LENGTH_MAX or not email.isprintable():
@@ -139,25 +163,27 @@ def login(raw: bytes) -> tuple[str, str]:
 
 
 def registration(raw: bytes) -> NewUser:
-    """Return the user a /register body asks for (never an admin)."""
+    """Return the user a /register body asks for: never an admin (is_admin may only be false)."""
     body = json_object(raw)
-    _only_fields(body, USER_FIELDS - {"is_admin"})
+    if "is_admin" in body and _boolean(body, "is_admin"):
+        raise _invalid("is_admin", "registration never creates an admin")
     return NewUser(email=_email(body), full_name=_full_name(body), password=_password(body))
 
 
 def new_user(raw: bytes) -> NewUser:
     """Return the user an admin's create body asks for."""
     body = json_object(raw)
-    _only_fields(body, USER_FIELDS)
     is_admin = _boolean(body, "is_admin") if "is_admin" in body else False
     return NewUser(_email(body), _full_name(body), _password(body), is_admin)
 
 
 def user_changes(raw: bytes) -> UserChanges:
-    """Return the changes of an update body: a non-empty subset of the user fields."""
+    """Return the changes of an update body: a non-empty subset of the user fields.
+
+    Unknown fields are ignored, as in every body (clients may send more than we read).
+    """
     body = json_object(raw)
-    _only_fields(body, USER_FIELDS)
-    if not body:
+    if not USER_FIELDS & body.keys():
         raise errors.InvalidFieldError("At least one of email, full_name, password, is_admin is required.")
     return UserChanges(
         email=_email(body) if "email" in body else None,
@@ -181,30 +207,40 @@ def payment_delivery(raw: bytes, secrets: Sequence[bytes]) -> PaymentReceived:
     account_id = _id(body, "account_id")
     amount_text = _amount_text(body.get("amount"))
     signature = body.get("signature")
-    if not isinstance(signature, str):
+    if type(signature) is not str:
         raise _invalid("signature", "a hex string is required")
 
     signed = signatures.payload(str(account_id), amount_text, transaction_id, str(user_id))
     if not signatures.is_valid(signed, signature, secrets):
         raise errors.InvalidSignatureError()
 
-    amount = Decimal(amount_text)
-    if not (0 < amount <= AMOUNT_MAX) or amount.as_tuple().exponent < -2:  # type: ignore[operator]
+    if not _is_valid_amount(amount_text):
         raise errors.InvalidAmountError(field="amount")
     return PaymentReceived(transaction_id, user_id, account_id, amount_text, signature)
 
 
 def _amount_text(amount: object) -> str:
     """Return the amount as the sender wrote it: a JSON number or a decimal string."""
-    if isinstance(amount, bool):
-        raise _invalid("amount", "a number or a decimal string is required")
     if isinstance(amount, NumberLiteral):
-        return str.__str__(amount)
-    if isinstance(amount, int):
+        return amount.text
+    if type(amount) is int:
         return str(amount)
-    if isinstance(amount, str) and DECIMAL_STRING.fullmatch(amount):
+    if type(amount) is str and DECIMAL_STRING.fullmatch(amount):
         return amount
     raise _invalid("amount", "a number or a decimal string is required")
+
+
+def _is_valid_amount(amount_text: str) -> bool:
+    """Return whether the amount is above 0, at most AMOUNT_MAX, with at most 2 decimal places."""
+    if len(amount_text) > AMOUNT_TEXT_LENGTH_MAX:
+        return False
+    try:
+        amount = Decimal(amount_text)
+    except InvalidOperation:  # an exponent beyond what Decimal takes
+        return False
+    exponent = amount.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite: the grammar above admits no NaN or Infinity
+    return 0 < amount <= AMOUNT_MAX and exponent >= -2
 
 
 # Query strings and paths -------------------------------------------------------------------

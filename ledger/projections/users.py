@@ -35,7 +35,11 @@ SELECT_LIVE_USER = """
     FROM users WHERE id = %(user_id)s AND NOT deleted
 """
 
-SELECT_LIVE_USER_FOR_UPDATE = SELECT_LIVE_USER + " FOR UPDATE"
+SELECT_LIVE_USER_FOR_UPDATE = """
+    SELECT id, email, full_name, is_admin, credentials_version
+    FROM users WHERE id = %(user_id)s AND NOT deleted
+    FOR UPDATE
+"""
 
 SELECT_LOGIN_BY_EMAIL = """
     SELECT id, password_hash, credentials_version

@@ -198,3 +198,14 @@ async def test_a_delivery_takes_one_round_trip(
     ]
     assert sent.count("Sync") == 1, sent  # one round trip: the client waits for an answer once
     assert sent.count("Parse") <= 1 and sent.count("Execute") == 1, sent
+
+
+async def test_a_payment_past_the_largest_balance_is_refused_and_changes_nothing(own_database: str) -> None:
+    async with await psycopg.AsyncConnection.connect(own_database, autocommit=True) as conn:
+        # Bring the seeded account to the edge of numeric(20,2), as 10^6 top payments would.
+        await conn.execute("UPDATE accounts SET balance = 999999999999999999.00 WHERE id = 1")
+        events_before = await event_count(conn)
+        with pytest.raises(errors.BalanceLimitError):
+            await commands.receive_payment(conn, delivery(1, 1, "1.00"))
+        assert await event_count(conn) == events_before
+        assert await balance_of(conn, 1) == Decimal("999999999999999999.00")

@@ -7,26 +7,15 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import psycopg
 import pytest
 
-from ledger import commands, db
+from ledger import commands
 from ledger.commands import NewUser, UserChanges
-from ledger.config import CHEAPEST_ARGON2, REPO_ROOT
+from ledger.config import CHEAPEST_ARGON2
 from ledger.passwords import Passwords
-from tests.conftest import drop_database, fresh_database
 from tests.support import PASSWORD, delivery
-
-
-@pytest.fixture
-def own_database(server_url: str) -> Iterator[str]:
-    """A database of this test's own: these tests damage projections on purpose."""
-    url = fresh_database(server_url, "ledger_replay")
-    db.migrate(url, REPO_ROOT / "sql")
-    yield url
-    drop_database(server_url, url)
 
 
 def ledger_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -16,9 +16,26 @@ SECRETS = (TEST_WEBHOOK_SECRET,)
 
 def test_numbers_with_a_fraction_keep_their_text_and_never_become_floats() -> None:
     body = parse.json_object(b'{"a": 1100.50, "b": 0.1, "c": 1e2, "d": 7}')
-    assert body == {"a": "1100.50", "b": "0.1", "c": "1e2", "d": 7}
-    assert isinstance(body["a"], parse.NumberLiteral)
-    assert Decimal(body["b"]) * 10 == 1
+    literal = parse.NumberLiteral
+    assert body == {"a": literal("1100.50"), "b": literal("0.1"), "c": literal("1e2"), "d": 7}
+    assert Decimal(body["b"].text) * 10 == 1
+
+
+@pytest.mark.parametrize("field", ["transaction_id", "signature"])
+def test_a_number_is_not_a_string(field: str) -> None:
+    body = {**delivery_body(1, 1, 10), field: "@NUMBER@"}
+    raw = json.dumps(body).replace('"@NUMBER@"', "1.5").encode()
+    with pytest.raises(errors.InvalidFieldError):
+        parse.payment_delivery(raw, SECRETS)
+    with pytest.raises(errors.InvalidFieldError):
+        parse.registration(b'{"email": "a@example.com", "full_name": 1.5, "password": "123456"}')
+
+
+@pytest.mark.parametrize("escape", ["\\ud800", "\\udfff", "abc\\ud83d"])
+def test_lone_surrogates_are_malformed(escape: str) -> None:
+    raw = ('{"email": "a@example.com", "full_name": "A", "password": "' + escape + 'xxxxxx"}').encode()
+    with pytest.raises(errors.MalformedRequestError):
+        parse.registration(raw)
 
 
 @pytest.mark.parametrize(
@@ -74,9 +91,25 @@ def test_shape_and_types_are_checked_before_the_signature(change: dict, error: t
         parse.payment_delivery(json.dumps(body).encode(), SECRETS)
 
 
-@pytest.mark.parametrize("literal", ["0", "-5", "0.001", "1.005", "1000000000000.01", "1e13"])
+@pytest.mark.parametrize(
+    "literal",
+    [
+        "0",
+        "-5",
+        "0.001",
+        "1.005",
+        "100.500",
+        "1000000000000.01",
+        "1e13",
+        "1e9999999999999999999",
+        "1e-9999999999999999999",
+        '"-5"',
+        '"0.001"',
+        '"1e13"',
+    ],
+)
 def test_amount_rules_come_after_the_signature(literal: str) -> None:
-    signed = delivery_body(1, 1, literal)
+    signed = delivery_body(1, 1, literal.strip('"'))  # a JSON string signs as its content
     with pytest.raises(errors.InvalidAmountError):
         parse.payment_delivery(delivery_bytes(signed, amount_literal=literal), SECRETS)
     # With a wrong signature the same amount is refused for its signature first.
@@ -128,10 +161,13 @@ def test_registration_field_limits(field: str, value: object) -> None:
         parse.registration(json.dumps(body).encode())
 
 
-def test_registration_never_takes_is_admin() -> None:
+def test_registration_never_makes_an_admin() -> None:
     body = {"email": "a@example.com", "full_name": "A", "password": "123456", "is_admin": True}
     with pytest.raises(errors.InvalidFieldError):
         parse.registration(json.dumps(body).encode())
+    # is_admin false, and fields this service does not read, are fine.
+    accepted = parse.registration(json.dumps({**body, "is_admin": False, "nickname": "ada"}).encode())
+    assert accepted.is_admin is False
 
 
 def test_an_update_needs_at_least_one_known_field() -> None:
