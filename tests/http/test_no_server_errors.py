@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 
+import pytest
+from falcon.asgi import App
 from falcon.testing import ASGIConductor
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg_pool import AsyncConnectionPool
 
-from tests.support import event_count
+from ledger.http.auth import Tokens
+from ledger.passwords import Passwords
+from ledger.projections.users import LoginRecord
+from tests.support import create_user, event_count
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
@@ -65,22 +70,81 @@ bodies = st.one_of(json_values, webhook_like, user_like).map(
 ) | st.binary(max_size=200)
 
 
-@settings(
-    max_examples=150,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+queries = st.dictionaries(
+    st.sampled_from(["limit", "after", "x"]),
+    st.sampled_from(["", "0", "1", "-1", "1000", "1001", "9" * 25, "abc", "\x00", "１"]),
+    max_size=2,
 )
+
+
+@pytest.fixture(scope="session")
+async def admin_headers(pool: AsyncConnectionPool, passwords: Passwords, tokens: Tokens) -> dict[str, str]:
+    """An admin's headers, shared by every example (hypothesis takes no function-scoped fixture)."""
+    async with pool.connection() as conn:
+        admin = await create_user(conn, passwords, is_admin=True)
+    token = tokens.issue(LoginRecord(admin.id, "", admin.credentials_version))
+    return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(path=st.sampled_from(["/webhook/payment", "/register", "/login"]), body=bodies)
 async def test_public_endpoints_answer_bad_input_with_a_4xx_json_error(
-    app,
-    pool: AsyncConnectionPool,
-    path: str,
-    body: bytes,  # noqa: ANN001
+    app: App, pool: AsyncConnectionPool, path: str, body: bytes
 ) -> None:
     async with pool.connection() as conn:
         before = await event_count(conn)
     async with ASGIConductor(app) as client:
         result = await client.simulate_post(path, body=body, headers={"Content-Type": "application/json"})
+    assert result.status_code < 500, result.text
+    if result.status_code >= 400:
+        assert {"error", "message"} <= set(result.json)
+        async with pool.connection() as conn:
+            assert await event_count(conn) == before
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    request=st.one_of(
+        st.tuples(st.just("POST"), st.just("/users/create")),
+        st.tuples(
+            st.just("PUT"),
+            st.sampled_from(["/users/update/", "/admin/users/update/"]).map(
+                lambda prefix: prefix + "{victim}"
+            ),
+        ),
+        st.tuples(
+            st.just("PUT"),
+            st.sampled_from(["/users/update/0", "/users/update/x", "/users/update/" + "9" * 30]),
+        ),
+        st.tuples(
+            st.just("DELETE"),
+            st.sampled_from(["/users/delete/0", "/users/delete/abc", "/users/delete/" + "9" * 30]),
+        ),
+        st.tuples(
+            st.just("GET"), st.sampled_from(["/users", "/admin/users", "/users/payments", "/user/payments"])
+        ),
+    ),
+    body=bodies,
+    query=queries,
+)
+async def test_admin_endpoints_answer_bad_input_with_a_4xx_json_error(
+    app: App,
+    pool: AsyncConnectionPool,
+    passwords: Passwords,
+    admin_headers: dict[str, str],
+    request: tuple[str, str],
+    body: bytes,
+    query: dict[str, str],
+) -> None:
+    method, path = request
+    if "{victim}" in path:  # a fresh user to update, so that a refusal can be seen to change nothing
+        async with pool.connection() as conn:
+            victim = await create_user(conn, passwords)
+        path = path.format(victim=victim.id)
+    async with pool.connection() as conn:
+        before = await event_count(conn)
+    async with ASGIConductor(app) as client:
+        result = await client.simulate_request(method, path, body=body, params=query, headers=admin_headers)
     assert result.status_code < 500, result.text
     if result.status_code >= 400:
         assert {"error", "message"} <= set(result.json)

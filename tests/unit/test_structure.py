@@ -56,3 +56,20 @@ def test_every_ledger_error_has_an_http_status() -> None:
     assert all(400 <= status < 500 for status in STATUS_OF.values())
     codes = [cls.code for cls in defined]
     assert len(codes) == len(set(codes)), "error codes must be unique"
+
+
+def readme_command(number: int) -> str:
+    """Return the shell command under '# <number>.' in the README's first code block."""
+    lines = (REPO_ROOT / "README.md").read_text().splitlines()
+    marker = next(i for i, line in enumerate(lines) if line.startswith(f"# {number}."))
+    return lines[marker + 1].strip()
+
+
+def test_ci_runs_the_readme_test_command_word_for_word() -> None:
+    command = readme_command(2)
+    assert "pytest" in command
+    assert command in (REPO_ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_the_readme_start_command_serves() -> None:
+    assert readme_command(1).endswith("ledger serve")
