@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -14,6 +15,7 @@ from ledger import commands, errors
 from ledger.commands import PaymentOutcome
 from ledger.events import PaymentReceived
 from ledger.passwords import Passwords
+from ledger.projections.users import UserView
 from tests.support import (
     balance_of,
     create_user,
@@ -31,10 +33,8 @@ async def receive(pool: AsyncConnectionPool, payment: PaymentReceived) -> Paymen
 
 
 async def test_a_first_delivery_opens_the_account_and_credits_it(
-    pool: AsyncConnectionPool, passwords: Passwords
+    pool: AsyncConnectionPool, user: UserView
 ) -> None:
-    async with pool.connection() as conn:
-        user = await create_user(conn, passwords)
     account_id = new_account_id()
     outcome = await receive(pool, delivery(user.id, account_id, "100.50"))
     assert outcome.is_new
@@ -53,10 +53,8 @@ async def test_a_first_delivery_opens_the_account_and_credits_it(
 
 
 async def test_fifty_concurrent_identical_deliveries_credit_once(
-    pool: AsyncConnectionPool, passwords: Passwords
+    pool: AsyncConnectionPool, user: UserView
 ) -> None:
-    async with pool.connection() as conn:
-        user = await create_user(conn, passwords)
     account_id = new_account_id()
     payment = delivery(user.id, account_id, "25.00")
     outcomes = await asyncio.gather(*(receive(pool, payment) for _ in range(50)))
@@ -71,10 +69,8 @@ async def test_fifty_concurrent_identical_deliveries_credit_once(
 
 
 async def test_two_hundred_payments_over_twenty_connections_sum_exactly(
-    pool: AsyncConnectionPool, passwords: Passwords
+    pool: AsyncConnectionPool, user: UserView
 ) -> None:
-    async with pool.connection() as conn:
-        user = await create_user(conn, passwords)
     account_id = new_account_id()
     amounts = [Decimal(f"{1 + i % 97}.{i % 100:02d}") for i in range(200)]
     payments = [delivery(user.id, account_id, str(amount)) for amount in amounts]
@@ -90,11 +86,7 @@ async def test_two_hundred_payments_over_twenty_connections_sum_exactly(
         assert await sum_of_payment_events(conn, account_id) == (sum(amounts), 200)
 
 
-async def test_ten_payments_of_ten_cents_make_exactly_one(
-    pool: AsyncConnectionPool, passwords: Passwords
-) -> None:
-    async with pool.connection() as conn:
-        user = await create_user(conn, passwords)
+async def test_ten_payments_of_ten_cents_make_exactly_one(pool: AsyncConnectionPool, user: UserView) -> None:
     account_id = new_account_id()
     for _ in range(10):
         await receive(pool, delivery(user.id, account_id, 0.10))
@@ -105,10 +97,8 @@ async def test_ten_payments_of_ten_cents_make_exactly_one(
 
 
 async def test_a_redelivery_gets_the_original_answer_after_later_payments(
-    pool: AsyncConnectionPool, passwords: Passwords
+    pool: AsyncConnectionPool, user: UserView
 ) -> None:
-    async with pool.connection() as conn:
-        user = await create_user(conn, passwords)
     account_id = new_account_id()
     first = delivery(user.id, account_id, "10.00")
     await receive(pool, first)
@@ -152,10 +142,9 @@ async def test_refused_deliveries_leave_no_trace_and_keep_their_transaction_id(
 
 
 async def test_a_conflicting_redelivery_is_refused_naming_the_fields(
-    pool: AsyncConnectionPool, passwords: Passwords
+    pool: AsyncConnectionPool, passwords: Passwords, user: UserView
 ) -> None:
     async with pool.connection() as conn:
-        user = await create_user(conn, passwords)
         other = await create_user(conn, passwords)
     account_id = new_account_id()
     transaction_id = new_transaction_id()
@@ -177,12 +166,8 @@ async def test_a_conflicting_redelivery_is_refused_naming_the_fields(
         assert await balance_of(conn, account_id) == Decimal("7.00")
 
 
-async def test_a_delivery_takes_one_round_trip(
-    database_url: str, pool: AsyncConnectionPool, passwords: Passwords, tmp_path
-) -> None:  # noqa: ANN001
+async def test_a_delivery_takes_one_round_trip(database_url: str, tmp_path: Path, user: UserView) -> None:
     """libpq's protocol trace shows what went over the wire: one Sync, one statement."""
-    async with pool.connection() as conn:
-        user = await create_user(conn, passwords)
     trace_path = tmp_path / "libpq.trace"
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         with trace_path.open("w") as trace:
