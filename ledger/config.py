@@ -13,6 +13,7 @@ log = logging.getLogger(__name__)
 # The contract's example secret. It is public, so the service warns when it is in use.
 PUBLIC_EXAMPLE_WEBHOOK_SECRET = "gfdmhghif38yrf9ew0jkf32"
 REPO_ROOT = Path(__file__).resolve().parent.parent
+POSTGRES_URL_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def settings_from_environment(environ: Mapping[str, str]) -> Settings:
     if token_ttl_s <= 0:
         raise ValueError("LEDGER_TOKEN_TTL_S must be a positive number of seconds")
     database_url = environ.get("LEDGER_DATABASE_URL") or None
-    if database_url and not database_url.startswith(("postgresql://", "postgres://")):
+    if database_url and database_url.partition("://")[0] not in POSTGRES_URL_SCHEMES:
         raise ValueError("LEDGER_DATABASE_URL must look like postgresql://user:password@host:5432/dbname")
     return Settings(
         database_url=database_url,

@@ -14,6 +14,8 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from yoyo import get_backend, read_migrations
 
+from ledger.config import POSTGRES_URL_SCHEMES
+
 log = logging.getLogger(__name__)
 
 # Held while migrations run, so that several workers or instances starting at once apply
@@ -80,7 +82,7 @@ def pending_migrations(database_url: str, migrations_dir: Path) -> list[str]:
 def yoyo_url(database_url: str) -> str:
     """Return database_url with the scheme that makes yoyo use psycopg 3."""
     scheme, _, rest = database_url.partition("://")
-    if scheme not in ("postgresql", "postgres", "postgresql+psycopg") or not rest:
+    if scheme not in POSTGRES_URL_SCHEMES or not rest:
         raise ValueError("the database URL must look like postgresql://user@host:5432/dbname")
     return f"postgresql+psycopg://{rest}"
 

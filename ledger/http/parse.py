@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -37,25 +38,14 @@ EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
 USER_FIELDS = frozenset({"email", "full_name", "password", "is_admin"})
 
 
+@dataclass(frozen=True, slots=True)
 class NumberLiteral:
     """A JSON number with a fraction or an exponent, exactly as written (never a float).
 
     Not a str subclass on purpose: a number must never pass where a string is required.
     """
 
-    __slots__ = ("text",)
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, NumberLiteral) and other.text == self.text
-
-    def __hash__(self) -> int:
-        return hash(self.text)
-
-    def __repr__(self) -> str:
-        return f"NumberLiteral({self.text!r})"
+    text: str
 
 
 def _refuse_constant(name: str) -> Any:

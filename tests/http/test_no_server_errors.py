@@ -46,25 +46,15 @@ field_values = (
     | st.floats(allow_nan=False)
     | st.sampled_from(NASTY_STRINGS)
 )
-webhook_like = st.fixed_dictionaries(
-    {},
-    optional={
-        "transaction_id": field_values,
-        "user_id": field_values,
-        "account_id": field_values,
-        "amount": field_values,
-        "signature": field_values,
-    },
-)
-user_like = st.fixed_dictionaries(
-    {},
-    optional={
-        "email": field_values,
-        "full_name": field_values,
-        "password": field_values,
-        "is_admin": field_values,
-    },
-)
+
+
+def bodies_with(*fields: str) -> st.SearchStrategy[dict]:
+    """Objects with any subset of these fields, each holding any value."""
+    return st.fixed_dictionaries({}, optional=dict.fromkeys(fields, field_values))
+
+
+webhook_like = bodies_with("transaction_id", "user_id", "account_id", "amount", "signature")
+user_like = bodies_with("email", "full_name", "password", "is_admin")
 bodies = st.one_of(json_values, webhook_like, user_like).map(
     lambda value: json.dumps(value).encode()
 ) | st.binary(max_size=200)
