@@ -1,4 +1,5 @@
-"""The command line: `ledger serve | migrate | replay`. The only code that reads the environment."""
+"""The command line: `ledger serve | migrate | replay | export | verify`. The only code that
+reads the environment."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 import psycopg
@@ -16,8 +18,10 @@ import uvicorn
 
 from ledger import db
 from ledger.config import Settings, settings_from_environment
+from ledger.events import export, feed
+from ledger.events.verify import VerifyReport, verify
 from ledger.http.app import create_app
-from ledger.projections.rebuild import replay
+from ledger.projections.rebuild import ExportReplay, replay, replay_export
 
 log = logging.getLogger("ledger")
 
@@ -75,6 +79,92 @@ async def _replay(url: str, apply_to_live: bool):  # noqa: ANN202
         return await replay(conn, apply_to_live=apply_to_live)
 
 
+def run_replay_export(settings: Settings, source: str, database_url: str) -> int:
+    """Replay an export into the empty database at database_url, without the service."""
+    db.migrate(database_url, settings.migrations_dir, with_seeds=False)
+    with open(
+        sys.stdin.fileno() if source == "-" else source, encoding="utf-8", closefd=source != "-"
+    ) as lines:
+        try:
+            result = asyncio.run(_replay_export(database_url, lines))
+        except (export.ExportError, ValueError) as error:
+            print(f"ledger replay: {error}", file=sys.stderr)
+            return 2
+    for account in result.accounts:
+        print(f"account {account.id} (user {account.user_id}): {account.balance}")
+    print(
+        f"replayed {result.load.events} events through cursor {result.load.last_cursor}: "
+        f"{result.summary.accounts} accounts, balances total {result.summary.balance_total}"
+    )
+    print(f"checksum {result.summary.checksum}")
+    for line_number, position, stream in result.load.hash_mismatches:
+        print(f"  hash differs from the export: line {line_number}, position {position} ({stream})")
+    return 1 if result.load.hash_mismatches else 0
+
+
+async def _replay_export(url: str, lines: Iterable[str]) -> ExportReplay:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True, prepare_threshold=None) as conn:
+        return await replay_export(conn, lines)
+
+
+def run_export(settings: Settings, after: feed.Cursor) -> int:
+    with database(settings) as url:
+        asyncio.run(_export(url, after))
+    return 0
+
+
+async def _export(url: str, after: feed.Cursor) -> None:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        progress = Progress(await feed.count_after(conn, after)) if sys.stderr.isatty() else None
+        async for line in export.lines(conn, after):
+            sys.stdout.write(line + "\n")
+            if progress:
+                progress.advance()
+        if progress:
+            progress.finish()
+
+
+def run_verify(settings: Settings) -> int:
+    with database(settings) as url:
+        report = asyncio.run(_verify(url, settings.webhook_secrets))
+    for finding in report.findings:
+        print(finding)
+    verdict = "intact" if report.intact else f"{len(report.findings)} finding(s)"
+    print(f"verified {report.events} events in {report.streams} streams: {verdict}")
+    return 0 if report.intact else 1
+
+
+async def _verify(url: str, secrets: Sequence[bytes]) -> VerifyReport:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        return await verify(conn, secrets)
+
+
+class Progress:
+    """A one-line progress count on standard error, redrawn at most every 0.2 s."""
+
+    def __init__(self, total: int) -> None:
+        self._total = total
+        self._done = 0
+        self._drawn_at = 0.0
+
+    def advance(self) -> None:
+        self._done += 1
+        now = time.monotonic()
+        if now - self._drawn_at >= 0.2:
+            self._drawn_at = now
+            self._draw()
+
+    def finish(self) -> None:
+        self._draw()
+        sys.stderr.write("\n")
+
+    def _draw(self) -> None:
+        total = max(self._total, self._done)  # events may arrive during the export
+        percent = 100 * self._done // total if total else 100
+        sys.stderr.write(f"\rexported {self._done}/{total} events ({percent}%)")
+        sys.stderr.flush()
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -91,6 +181,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     replay_parser.add_argument(
         "--apply", action="store_true", help="replace the live projections with the rebuild"
+    )
+    replay_parser.add_argument(
+        "--from",
+        dest="source",
+        metavar="FILE",
+        help="instead: build the projections from an export (- for standard input) into the empty "
+        "database at --database-url, and print each balance and the checksum",
+    )
+    replay_parser.add_argument("--database-url", help="the empty database for --from")
+    export_parser = commands.add_parser(
+        "export", help="write the event feed as JSON Lines to standard output (secrets redacted)"
+    )
+    export_parser.add_argument("--after", default="0", help="the feed cursor to start after (default: 0)")
+    commands.add_parser(
+        "verify", help="check every stream's hash chain and head, and every webhook signature"
     )
     args = parser.parse_args(argv)
 
@@ -111,8 +216,19 @@ def main(argv: list[str] | None = None) -> int:
             log.info("stopped")
     elif args.command == "migrate":
         migrate(settings)
+    elif args.command == "replay" and args.source is not None:
+        if not args.database_url or args.apply:
+            parser.error("replay --from needs --database-url (an empty database) and takes no --apply")
+        return run_replay_export(settings, args.source, args.database_url)
     elif args.command == "replay":
         return run_replay(settings, args.apply)
+    elif args.command == "export":
+        after = feed.Cursor.parse(args.after)
+        if after is None:
+            parser.error("--after must be a feed cursor (<transaction>-<position>) or 0")
+        return run_export(settings, after)
+    elif args.command == "verify":
+        return run_verify(settings)
     return 0
 
 

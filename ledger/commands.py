@@ -29,6 +29,7 @@ class NewUser:
     full_name: str
     password: str
     is_admin: bool = False
+    is_auditor: bool = False
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class UserChanges:
     full_name: str | None = None
     password: str | None = None
     is_admin: bool | None = None
+    is_auditor: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -80,21 +82,29 @@ async def register(conn: AsyncConnection, passwords: Passwords, new_user: NewUse
             full_name=new_user.full_name,
             password_hash=password_hash,
             is_admin=new_user.is_admin,
+            is_auditor=new_user.is_auditor,
         )
         await _apply_user_event(conn, event)
         await store.append(conn, event)
-    return UserView(user_id, new_user.email, new_user.full_name, new_user.is_admin, 1)
+    return UserView(user_id, new_user.email, new_user.full_name, new_user.is_admin, new_user.is_auditor, 1)
 
 
 async def update_user(
     conn: AsyncConnection, passwords: Passwords, user_id: int, changes: UserChanges
 ) -> UserView:
-    """Change some fields of a live user; raise UserNotFoundError, EmailTakenError."""
+    """Change some fields of a live user (granting or revoking a role is such a change).
+
+    Raises UserNotFoundError, EmailTakenError, RoleConflictError.
+    """
     password_hash = await passwords.hash(changes.password) if changes.password is not None else None
     async with conn.transaction():
         current = await users.live_user(conn, user_id, for_update=True)
         if current is None:
             raise errors.UserNotFoundError()
+        is_admin = changes.is_admin if changes.is_admin is not None else current.is_admin
+        is_auditor = changes.is_auditor if changes.is_auditor is not None else current.is_auditor
+        if is_admin and is_auditor:
+            raise errors.RoleConflictError()
         # A new password or another email revokes every token issued before.
         credentials_change = password_hash is not None or (
             changes.email is not None and changes.email != current.email
@@ -106,6 +116,7 @@ async def update_user(
             full_name=changes.full_name,
             password_hash=password_hash,
             is_admin=changes.is_admin,
+            is_auditor=changes.is_auditor,
         )
         await _apply_user_event(conn, event)
         await store.append(conn, event)
@@ -113,7 +124,8 @@ async def update_user(
         id=user_id,
         email=changes.email if changes.email is not None else current.email,
         full_name=changes.full_name if changes.full_name is not None else current.full_name,
-        is_admin=changes.is_admin if changes.is_admin is not None else current.is_admin,
+        is_admin=is_admin,
+        is_auditor=is_auditor,
         credentials_version=event.credentials_version,
     )
 

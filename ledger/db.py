@@ -13,6 +13,7 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from yoyo import get_backend, read_migrations
+from yoyo.migrations import MigrationList
 
 from ledger.config import POSTGRES_URL_SCHEMES
 
@@ -58,13 +59,21 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
         server.cleanup()
 
 
-def migrate(database_url: str, migrations_dir: Path) -> list[str]:
-    """Apply the pending migrations of migrations_dir; return their ids."""
+def migrate(database_url: str, migrations_dir: Path, *, with_seeds: bool = True) -> list[str]:
+    """Apply the pending migrations of migrations_dir; return their ids.
+
+    Without seeds, the `NNNN.seed-*` migrations (the test users) are left out: the schema only,
+    for a database that an export is replayed into.
+    """
     with psycopg.connect(database_url, autocommit=True) as lock_conn:
         lock_conn.execute("SELECT pg_advisory_lock(%(key)s)", {"key": MIGRATION_LOCK_KEY})
         try:
             backend = get_backend(yoyo_url(database_url))
             migrations = read_migrations(str(migrations_dir))
+            if not with_seeds:
+                migrations = MigrationList(
+                    [m for m in migrations if ".seed-" not in m.id], migrations.post_apply
+                )
             with backend.lock():
                 pending = backend.to_apply(migrations)
                 backend.apply_migrations(pending)

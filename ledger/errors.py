@@ -69,6 +69,11 @@ class CannotDeleteSelfError(LedgerError):
     message = "An admin cannot delete itself."
 
 
+class RoleConflictError(LedgerError):
+    code = "role_conflict"
+    message = "A user cannot be both an admin and an auditor: an auditor changes nothing."
+
+
 class InvalidSignatureError(LedgerError):
     code = "invalid_signature"
     message = "The signature does not match the delivery."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
@@ -19,6 +20,8 @@ SELECT_EVENTS_OF_TYPES = """
     SELECT position, type, data
     FROM events
     WHERE type = ANY(%(types)s)
+      AND (%(through_position)s::bigint IS NULL OR position <= %(through_position)s)
+      AND (%(through_time)s::timestamptz IS NULL OR recorded_at <= %(through_time)s)
     ORDER BY position
 """
 
@@ -34,9 +37,15 @@ async def append(conn: AsyncConnection, event: Event) -> int:
     return row[0]
 
 
-async def read(conn: AsyncConnection, types: Sequence[str]) -> AsyncIterator[tuple[int, Event]]:
-    """Yield (position, event) for every event of these types, in log order."""
+async def read(
+    conn: AsyncConnection,
+    types: Sequence[str],
+    through_position: int | None = None,
+    through_time: datetime | None = None,
+) -> AsyncIterator[tuple[int, Event]]:
+    """Yield (position, event) for every event of these types, in log order, up to a cut."""
+    params = {"types": list(types), "through_position": through_position, "through_time": through_time}
     async with conn.cursor(name="read_events") as cursor:
-        await cursor.execute(SELECT_EVENTS_OF_TYPES, {"types": list(types)})
+        await cursor.execute(SELECT_EVENTS_OF_TYPES, params)
         async for position, type_name, data in cursor:
             yield position, from_data(type_name, data)

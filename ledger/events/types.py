@@ -30,6 +30,7 @@ class UserRegistered:
     full_name: str
     password_hash: str
     is_admin: bool
+    is_auditor: bool = False  # absent from registrations recorded before the auditor role
 
     @property
     def stream(self) -> str:
@@ -51,6 +52,7 @@ class UserUpdated:
     full_name: str | None = None
     password_hash: str | None = None
     is_admin: bool | None = None
+    is_auditor: bool | None = None  # granting and revoking the auditor role
 
     @property
     def stream(self) -> str:

@@ -12,7 +12,7 @@ import simplejson
 from psycopg_pool import AsyncConnectionPool
 
 from ledger.config import Settings
-from ledger.http import health, parse, payments, session, users
+from ledger.http import audit, health, parse, payments, session, users
 from ledger.http.auth import ADMIN, PUBLIC, Authentication, Tokens
 from ledger.http.errors import register_error_handlers
 from ledger.passwords import Passwords
@@ -66,7 +66,7 @@ def create_app(
     route(("/user/about",), users.About())
     route(("/user/accounts",), users.MyAccounts(pool))
     route(("/users/payments", "/user/payments"), users.MyPayments(pool))
-    route(("/users", "/admin/users"), users.UserList(pool))
+    route(("/users", "/admin/users", "/audit/users"), users.UserList(pool))
     route(
         ("/users/create", "/admin/users/create"),
         users.UserCreation(pool, passwords, access=ADMIN, parse_body=parse.new_user),
@@ -74,5 +74,8 @@ def create_app(
     route(("/users/update/{user_id}", "/admin/users/update/{user_id}"), users.UserUpdate(pool, passwords))
     route(("/users/delete/{user_id}", "/admin/users/delete/{user_id}"), users.UserDeletion(pool))
     route(("/webhook/payment",), payments.PaymentWebhook(pool, settings.webhook_secrets))
+    route(("/events",), audit.EventFeed(pool))
+    route(("/audit/summary",), audit.AuditSummary(pool))
+    route(("/audit/payments",), audit.AllPayments(pool))
     route(("/healthz",), health.Health())
     return app

@@ -20,8 +20,9 @@ from ledger.projections.users import LoginRecord
 ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["sub", "ver", "iat", "exp"]
 
-# What a resource declares in its `access` attribute.
-PUBLIC, USER, ADMIN = "public", "user", "admin"
+# What a resource declares in its `access` attribute. AUDIT: read-only routes over everyone's
+# data, for admins and auditors. An auditor holds no ADMIN right, so every write refuses it.
+PUBLIC, USER, AUDIT, ADMIN = "public", "user", "audit", "admin"
 
 
 class Tokens:
@@ -74,5 +75,7 @@ class Authentication:
         if user is None or user.credentials_version != version:
             raise errors.UnauthenticatedError("The token was revoked.")
         if access == ADMIN and not user.is_admin:
+            raise errors.ForbiddenError()
+        if access == AUDIT and not (user.is_admin or user.is_auditor):
             raise errors.ForbiddenError()
         req.context.user = user

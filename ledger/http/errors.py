@@ -30,6 +30,7 @@ STATUS_OF: dict[type[errors.LedgerError], int] = {
     errors.UserNotFoundError: 404,
     errors.NotFoundError: 404,
     errors.CannotDeleteSelfError: 409,
+    errors.RoleConflictError: 409,
     errors.InvalidSignatureError: 400,
     errors.InvalidAmountError: 422,
     errors.AccountOwnerMismatchError: 409,

@@ -10,6 +10,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -17,7 +18,9 @@ import falcon
 
 from ledger import errors, signatures
 from ledger.commands import NewUser, UserChanges
-from ledger.events import PaymentReceived
+from ledger.events import PaymentReceived, feed
+from ledger.events.feed import Cursor
+from ledger.projections.history import Cut
 
 BODY_SIZE_MAX = 64 * 1024
 BIGINT_MAX = 2**63 - 1
@@ -35,7 +38,7 @@ AMOUNT_TEXT_LENGTH_MAX = 40  # beyond this no amount can be valid; keeps Decimal
 INTEGER_STRING = re.compile(r"[0-9]{1,19}")
 # One @, something before it, a dot inside the domain, no spaces.
 EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
-USER_FIELDS = frozenset({"email", "full_name", "password", "is_admin"})
+USER_FIELDS = frozenset({"email", "full_name", "password", "is_admin", "is_auditor"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,10 +156,12 @@ def login(raw: bytes) -> tuple[str, str]:
 
 
 def registration(raw: bytes) -> NewUser:
-    """Return the user a /register body asks for: never an admin (is_admin may only be false)."""
+    """Return the user a /register body asks for: never an admin or an auditor (the roles may
+    only be sent as false)."""
     body = json_object(raw)
-    if "is_admin" in body and _boolean(body, "is_admin"):
-        raise _invalid("is_admin", "registration never creates an admin")
+    for role in ("is_admin", "is_auditor"):
+        if role in body and _boolean(body, role):
+            raise _invalid(role, "registration never grants a role")
     return NewUser(email=_email(body), full_name=_full_name(body), password=_password(body))
 
 
@@ -164,7 +169,10 @@ def new_user(raw: bytes) -> NewUser:
     """Return the user an admin's create body asks for."""
     body = json_object(raw)
     is_admin = _boolean(body, "is_admin") if "is_admin" in body else False
-    return NewUser(_email(body), _full_name(body), _password(body), is_admin)
+    is_auditor = _boolean(body, "is_auditor") if "is_auditor" in body else False
+    if is_admin and is_auditor:
+        raise errors.RoleConflictError(field="is_auditor")
+    return NewUser(_email(body), _full_name(body), _password(body), is_admin, is_auditor)
 
 
 def user_changes(raw: bytes) -> UserChanges:
@@ -174,12 +182,15 @@ def user_changes(raw: bytes) -> UserChanges:
     """
     body = json_object(raw)
     if not USER_FIELDS & body.keys():
-        raise errors.InvalidFieldError("At least one of email, full_name, password, is_admin is required.")
+        raise errors.InvalidFieldError(
+            "At least one of email, full_name, password, is_admin, is_auditor is required."
+        )
     return UserChanges(
         email=_email(body) if "email" in body else None,
         full_name=_full_name(body) if "full_name" in body else None,
         password=_password(body) if "password" in body else None,
         is_admin=_boolean(body, "is_admin") if "is_admin" in body else None,
+        is_auditor=_boolean(body, "is_auditor") if "is_auditor" in body else None,
     )
 
 
@@ -248,6 +259,42 @@ def page(limit: str | None, after: str | None) -> tuple[int, int | None]:
     if not INTEGER_STRING.fullmatch(after) or int(after) > BIGINT_MAX:
         raise errors.InvalidQueryError(f"after must be an integer from 0 to {BIGINT_MAX}.")
     return size, int(after)
+
+
+def cursor(text: str | None) -> Cursor:
+    """Return the feed cursor of ?after= (the start when absent)."""
+    if text is None:
+        return feed.START
+    at = Cursor.parse(text)
+    if at is None:
+        raise errors.InvalidQueryError(
+            'after must be a cursor from the feed ("<transaction>-<position>") or 0.'
+        )
+    return at
+
+
+def as_of(text: str | None) -> Cut | None:
+    """Return the cut of ?as_of=: a log position, or an ISO-8601 time with a time zone."""
+    if text is None:
+        return None
+    if INTEGER_STRING.fullmatch(text) and int(text) <= BIGINT_MAX:
+        return Cut(position=int(text))
+    try:
+        time = datetime.fromisoformat(text)
+    except ValueError:
+        time = None
+    if time is None or time.tzinfo is None:
+        raise errors.InvalidQueryError(
+            "as_of must be a log position or an ISO-8601 time with a time zone (2026-11-26T12:00:00Z)."
+        )
+    return Cut(time=time)
+
+
+def query_id(name: str, text: str) -> int:
+    """Return the id in a query parameter; raise InvalidQueryError."""
+    if not INTEGER_STRING.fullmatch(text) or not 1 <= int(text) <= BIGINT_MAX:
+        raise errors.InvalidQueryError(f"{name} must be an integer from 1 to {BIGINT_MAX}.")
+    return int(text)
 
 
 def user_id(text: str) -> int:

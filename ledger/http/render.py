@@ -7,7 +7,9 @@ from decimal import Decimal
 from typing import Any
 
 from ledger.commands import PaymentOutcome
+from ledger.events.feed import Cursor, FeedEvent
 from ledger.projections.accounts import AccountView, PaymentView
+from ledger.projections.history import BalanceSummary
 from ledger.projections.users import UserView
 
 CENT = Decimal("0.01")
@@ -21,7 +23,13 @@ def money(amount: Decimal) -> Decimal:
 
 
 def user(view: UserView) -> dict[str, Any]:
-    return {"id": view.id, "email": view.email, "full_name": view.full_name, "is_admin": view.is_admin}
+    return {
+        "id": view.id,
+        "email": view.email,
+        "full_name": view.full_name,
+        "is_admin": view.is_admin,
+        "is_auditor": view.is_auditor,
+    }
 
 
 def account(view: AccountView) -> dict[str, Any]:
@@ -39,6 +47,29 @@ def payment(view: PaymentView) -> dict[str, Any]:
         "account_id": view.account_id,
         "amount": money(view.amount),
         "created_at": view.created_at.isoformat(),
+    }
+
+
+def audited_payment(view: PaymentView) -> dict[str, Any]:
+    return {**payment(view), "user_id": view.user_id}
+
+
+def feed_page(events: list[FeedEvent], after: Cursor) -> dict[str, Any]:
+    """The events and the cursor to continue from (where the reader stands if there were none)."""
+    return {
+        "events": [event.to_record() for event in events],
+        "next": str(events[-1].cursor if events else after),
+    }
+
+
+def balance_summary(summary: BalanceSummary, through: Cursor, *, source: str) -> dict[str, Any]:
+    return {
+        "through": str(through),
+        "source": source,
+        "accounts": summary.accounts,
+        "balance_total": money(summary.balance_total),
+        "checksum": summary.checksum,
+        "checksum_algorithm": "sha256 of '<account id>:<balance>' lines joined by newlines, by account id",
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import urlencode
 
 import falcon
 from falcon.asgi import Request, Response
@@ -11,16 +12,19 @@ from psycopg_pool import AsyncConnectionPool
 from ledger import commands
 from ledger.commands import NewUser
 from ledger.http import parse, render
-from ledger.http.auth import ADMIN, USER
+from ledger.http.auth import ADMIN, AUDIT, USER
 from ledger.passwords import Passwords
-from ledger.projections import accounts, users
+from ledger.projections import accounts, history, users
 
 BIGINT_MAX = parse.BIGINT_MAX
 
 
-def _link_next(req: Request, resp: Response, limit: int, after: int) -> None:
+def link_next(req: Request, resp: Response, limit: int, after: int) -> None:
+    """Point to the next page: the same query (as_of, user_id, ...) continuing after that id."""
+    kept = [(name, value) for name, value in req.params.items() if name not in ("limit", "after")]
+    query = urlencode([*kept, ("limit", limit), ("after", after)], doseq=True)
     # Written by hand: the contract quotes rel="next", which falcon's append_link does not.
-    resp.set_header("Link", f'<{req.path}?limit={limit}&after={after}>; rel="next"')
+    resp.set_header("Link", f'<{req.path}?{query}>; rel="next"')
 
 
 class About:
@@ -37,8 +41,12 @@ class MyAccounts:
         self._pool = pool
 
     async def on_get(self, req: Request, resp: Response) -> None:
+        cut = parse.as_of(req.get_param("as_of"))
         async with self._pool.connection() as conn:
-            views = await accounts.accounts_of_user(conn, req.context.user.id)
+            if cut is None:
+                views = await accounts.accounts_of_user(conn, req.context.user.id)
+            else:
+                views = await history.accounts_of_users_at(conn, [req.context.user.id], cut)
         resp.media = [render.account(view) for view in views]
 
 
@@ -56,24 +64,35 @@ class MyPayments:
             views = await accounts.payments_page(conn, req.context.user.id, before, limit + 1)
         if len(views) > limit:
             views = views[:limit]
-            _link_next(req, resp, limit, views[-1].id)
+            link_next(req, resp, limit, views[-1].id)
         resp.media = [render.payment(view) for view in views]
 
 
 class UserList:
-    access = ADMIN
+    """GET /users: every live user with accounts and balances, now or ?as_of= a past cut of
+    the log (computed from the events). For admins and auditors."""
+
+    access = AUDIT
 
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
 
     async def on_get(self, req: Request, resp: Response) -> None:
         limit, after = parse.page(req.get_param("limit"), req.get_param("after"))
+        cut = parse.as_of(req.get_param("as_of"))
         async with self._pool.connection() as conn:
-            views = await users.users_page(conn, after or 0, limit + 1)
+            if cut is None:
+                views = await users.users_page(conn, after or 0, limit + 1)
+            else:
+                views = await history.users_page_at(conn, cut, after or 0, limit + 1)
             if len(views) > limit:
                 views = views[:limit]
-                _link_next(req, resp, limit, views[-1].id)
-            owned = await accounts.accounts_of_users(conn, [view.id for view in views])
+                link_next(req, resp, limit, views[-1].id)
+            user_ids = [view.id for view in views]
+            if cut is None:
+                owned = await accounts.accounts_of_users(conn, user_ids)
+            else:
+                owned = await history.accounts_of_users_at(conn, user_ids, cut)
         resp.media = [
             render.user_with_accounts(view, [a for a in owned if a.user_id == view.id]) for view in views
         ]

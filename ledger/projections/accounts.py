@@ -23,9 +23,18 @@ SELECT_ACCOUNTS_OF_USERS = """
 """
 
 SELECT_PAYMENTS_PAGE_OF_USER = """
-    SELECT id, transaction_id, account_id, amount, created_at
+    SELECT id, transaction_id, user_id, account_id, amount, created_at
     FROM payments
     WHERE user_id = %(user_id)s AND id < %(before)s
+    ORDER BY id DESC
+    LIMIT %(limit)s
+"""
+
+
+SELECT_PAYMENTS_PAGE = """
+    SELECT id, transaction_id, user_id, account_id, amount, created_at
+    FROM payments
+    WHERE (%(user_id)s::bigint IS NULL OR user_id = %(user_id)s) AND id < %(before)s
     ORDER BY id DESC
     LIMIT %(limit)s
 """
@@ -42,6 +51,7 @@ class AccountView:
 class PaymentView:
     id: int
     transaction_id: str
+    user_id: int
     account_id: int
     amount: Decimal
     created_at: datetime
@@ -67,4 +77,14 @@ async def payments_page(conn: AsyncConnection, user_id: int, before: int, limit:
         await cursor.execute(
             SELECT_PAYMENTS_PAGE_OF_USER, {"user_id": user_id, "before": before, "limit": limit}
         )
+        return await cursor.fetchall()
+
+
+async def all_payments_page(
+    conn: AsyncConnection, user_id: int | None, before: int, limit: int
+) -> list[PaymentView]:
+    """Return up to limit payments (of that user, or of everyone) with an id below before,
+    newest first."""
+    async with conn.cursor(row_factory=class_row(PaymentView)) as cursor:
+        await cursor.execute(SELECT_PAYMENTS_PAGE, {"user_id": user_id, "before": before, "limit": limit})
         return await cursor.fetchall()

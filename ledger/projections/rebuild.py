@@ -8,13 +8,18 @@ rebuilt instead, under a lock that makes writers wait.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
 from psycopg import AsyncConnection, IsolationLevel
+from psycopg.rows import class_row
 
-from ledger.events import store
+from ledger.events import export, store
 from ledger.projections import users
+from ledger.projections.accounts import AccountView
+from ledger.projections.history import EVERYTHING, BalanceSummary, Cut, live_balance_summary
+from ledger.projections.users import UserView
 
 CREATE_REBUILD_TABLES = (
     "CREATE TEMP TABLE users (LIKE public.users INCLUDING ALL) ON COMMIT DROP",
@@ -34,10 +39,14 @@ INSERT_ACCOUNTS_FROM_LOG = """
     FROM (
         SELECT (data->>'account_id')::bigint AS account_id, (data->>'user_id')::bigint AS user_id
         FROM events WHERE type = 'AccountOpened'
+          AND (%(through_position)s::bigint IS NULL OR position <= %(through_position)s)
+          AND (%(through_time)s::timestamptz IS NULL OR recorded_at <= %(through_time)s)
     ) AS opened
     LEFT JOIN (
         SELECT (data->>'account_id')::bigint AS account_id, sum((data->>'amount')::numeric) AS balance
         FROM events WHERE type = 'PaymentReceived'
+          AND (%(through_position)s::bigint IS NULL OR position <= %(through_position)s)
+          AND (%(through_time)s::timestamptz IS NULL OR recorded_at <= %(through_time)s)
         GROUP BY 1
     ) AS credited USING (account_id)
 """
@@ -50,6 +59,8 @@ INSERT_PAYMENTS_FROM_LOG = """
                PARTITION BY (data->>'account_id')::bigint ORDER BY position),
            recorded_at
     FROM events WHERE type = 'PaymentReceived'
+      AND (%(through_position)s::bigint IS NULL OR position <= %(through_position)s)
+      AND (%(through_time)s::timestamptz IS NULL OR recorded_at <= %(through_time)s)
 """
 
 # Rows of one side missing from the other, for each projection (the temporary tables are the
@@ -82,6 +93,15 @@ SELECT_REBUILT_TOTALS = """
            (SELECT count(*) FROM payments),
            (SELECT COALESCE(sum(balance), 0) FROM accounts)
 """
+
+SELECT_REBUILT_LIVE_USERS = """
+    SELECT id, email, full_name, is_admin, is_auditor, credentials_version
+    FROM pg_temp.users WHERE NOT deleted ORDER BY id
+"""
+
+SELECT_REBUILT_ACCOUNTS = "SELECT id, user_id, balance FROM pg_temp.accounts ORDER BY id"
+
+SELECT_ACCOUNTS = "SELECT id, user_id, balance FROM accounts ORDER BY id"
 
 USER_EVENT_TYPES = ("UserRegistered", "UserUpdated", "UserDeleted")
 
@@ -150,9 +170,58 @@ async def replay(
         await conn.set_isolation_level(None)
 
 
-async def rebuild(conn: AsyncConnection) -> None:
-    """Fill the (empty) projection tables that unqualified names resolve to from the log."""
-    async for _position, event in store.read(conn, USER_EVENT_TYPES):
+async def rebuild(conn: AsyncConnection, cut: Cut = EVERYTHING) -> None:
+    """Fill the (empty) projection tables that unqualified names resolve to from the log,
+    up to the cut."""
+    async for _position, event in store.read(conn, USER_EVENT_TYPES, cut.position, cut.time):
         await users.apply(conn, event)  # type: ignore[arg-type]
-    await conn.execute(INSERT_ACCOUNTS_FROM_LOG)
-    await conn.execute(INSERT_PAYMENTS_FROM_LOG)
+    await conn.execute(INSERT_ACCOUNTS_FROM_LOG, cut.params)
+    await conn.execute(INSERT_PAYMENTS_FROM_LOG, cut.params)
+
+
+@dataclass(frozen=True)
+class RebuiltState:
+    users: list[UserView]
+    accounts: list[AccountView]
+
+
+async def rebuild_at(conn: AsyncConnection, cut: Cut) -> RebuiltState:
+    """Return the live users and all accounts as a replay of the log up to the cut makes them.
+
+    The rebuild goes into temporary tables, dropped at the end; nothing live is touched.
+    conn: as for replay().
+    """
+    async with conn.transaction():
+        for statement in CREATE_REBUILD_TABLES:
+            await conn.execute(statement)
+        await rebuild(conn, cut)
+        async with conn.cursor(row_factory=class_row(UserView)) as cursor:
+            await cursor.execute(SELECT_REBUILT_LIVE_USERS)
+            live_users = await cursor.fetchall()
+        async with conn.cursor(row_factory=class_row(AccountView)) as cursor:
+            await cursor.execute(SELECT_REBUILT_ACCOUNTS)
+            rebuilt_accounts = await cursor.fetchall()
+    return RebuiltState(live_users, rebuilt_accounts)
+
+
+@dataclass(frozen=True)
+class ExportReplay:
+    load: export.LoadReport
+    accounts: list[AccountView]
+    summary: BalanceSummary
+
+
+async def replay_export(conn: AsyncConnection, export_lines: Iterable[str]) -> ExportReplay:
+    """Load an export into this empty database's log and build its projections from it.
+
+    Everything commits together or not at all. Raises export.ExportError for a bad line and
+    ValueError for a database whose log is not empty. conn: as for replay().
+    """
+    async with conn.transaction():
+        loaded = await export.load(conn, export_lines)
+        await rebuild(conn)
+        async with conn.cursor(row_factory=class_row(AccountView)) as cursor:
+            await cursor.execute(SELECT_ACCOUNTS)
+            rebuilt_accounts = await cursor.fetchall()
+        summary = await live_balance_summary(conn)
+    return ExportReplay(loaded, rebuilt_accounts, summary)

@@ -14,8 +14,8 @@ from psycopg.rows import class_row
 from ledger.events import UserDeleted, UserRegistered, UserUpdated
 
 INSERT_USER = """
-    INSERT INTO users (id, email, full_name, password_hash, is_admin, credentials_version)
-    VALUES (%(user_id)s, %(email)s, %(full_name)s, %(password_hash)s, %(is_admin)s, 1)
+    INSERT INTO users (id, email, full_name, password_hash, is_admin, is_auditor, credentials_version)
+    VALUES (%(user_id)s, %(email)s, %(full_name)s, %(password_hash)s, %(is_admin)s, %(is_auditor)s, 1)
 """
 
 UPDATE_USER = """
@@ -24,6 +24,7 @@ UPDATE_USER = """
         full_name = COALESCE(%(full_name)s, full_name),
         password_hash = COALESCE(%(password_hash)s, password_hash),
         is_admin = COALESCE(%(is_admin)s, is_admin),
+        is_auditor = COALESCE(%(is_auditor)s, is_auditor),
         credentials_version = %(credentials_version)s
     WHERE id = %(user_id)s
 """
@@ -31,12 +32,12 @@ UPDATE_USER = """
 MARK_USER_DELETED = "UPDATE users SET deleted = true WHERE id = %(user_id)s"
 
 SELECT_LIVE_USER = """
-    SELECT id, email, full_name, is_admin, credentials_version
+    SELECT id, email, full_name, is_admin, is_auditor, credentials_version
     FROM users WHERE id = %(user_id)s AND NOT deleted
 """
 
 SELECT_LIVE_USER_FOR_UPDATE = """
-    SELECT id, email, full_name, is_admin, credentials_version
+    SELECT id, email, full_name, is_admin, is_auditor, credentials_version
     FROM users WHERE id = %(user_id)s AND NOT deleted
     FOR UPDATE
 """
@@ -47,7 +48,7 @@ SELECT_LOGIN_BY_EMAIL = """
 """
 
 SELECT_USERS_PAGE = """
-    SELECT id, email, full_name, is_admin, credentials_version
+    SELECT id, email, full_name, is_admin, is_auditor, credentials_version
     FROM users
     WHERE NOT deleted AND id > %(after)s
     ORDER BY id
@@ -61,6 +62,7 @@ class UserView:
     email: str
     full_name: str
     is_admin: bool
+    is_auditor: bool
     credentials_version: int
 
 

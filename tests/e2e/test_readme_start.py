@@ -90,6 +90,7 @@ def test_a_newcomer_starts_the_service_and_logs_in_as_the_seeded_admin(tmp_path:
             "email": "testadmin@example.com",
             "full_name": "Test Admin",
             "is_admin": True,
+            "is_auditor": False,
         }
         credited = httpx.post(f"{base_url}/webhook/payment", json=CONTRACT_EXAMPLE)
         assert credited.status_code == 201, credited.text

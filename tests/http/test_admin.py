@@ -29,6 +29,7 @@ async def test_admins_list_users_with_accounts_and_balances(
         "email": person.user.email,
         "full_name": person.user.full_name,
         "is_admin": False,
+        "is_auditor": False,
         "accounts": [{"id": account_id, "balance": 42.42}],
     }
     seeded_user = next(user for user in listed.json if user["id"] == 1)
@@ -67,10 +68,18 @@ async def test_admins_update_users(client: ASGIConductor, admin: Person, make_pe
     path = f"{prefix}/users/update/{person.user.id}"
     new = new_email()
     updated = await client.simulate_put(
-        path, json={"email": new, "full_name": "Renamed", "is_admin": True}, headers=admin.headers
+        path,
+        json={"email": new, "full_name": "Renamed", "is_admin": True, "is_auditor": False},
+        headers=admin.headers,
     )
     assert updated.status_code == 200, updated.text
-    assert updated.json == {"id": person.user.id, "email": new, "full_name": "Renamed", "is_admin": True}
+    assert updated.json == {
+        "id": person.user.id,
+        "email": new,
+        "full_name": "Renamed",
+        "is_admin": True,
+        "is_auditor": False,
+    }
     login = await client.simulate_post("/login", json={"email": new, "password": "correct horse"})
     assert login.status_code == 200
 

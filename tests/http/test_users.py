@@ -23,7 +23,7 @@ async def test_register_creates_a_user_who_can_log_in(client: ASGIConductor) -> 
         "/register", json={"email": email, "full_name": "New Person", "password": "secret1"}
     )
     assert created.status_code == 201, created.text
-    assert set(created.json) == {"id", "email", "full_name", "is_admin"}
+    assert set(created.json) == {"id", "email", "full_name", "is_admin", "is_auditor"}
     assert (created.json["email"], created.json["full_name"], created.json["is_admin"]) == (
         email,
         "New Person",
@@ -70,6 +70,7 @@ async def test_about_shows_the_token_user(client: ASGIConductor, person: Person)
         "email": person.user.email,
         "full_name": person.user.full_name,
         "is_admin": False,
+        "is_auditor": False,
     }
 
 

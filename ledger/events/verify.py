@@ -1,0 +1,236 @@
+"""Tamper evidence: recompute every stream's hash chain, check it against the stream heads,
+and check every stored webhook signature again.
+
+Each event's hash is SHA-256 over its predecessor's hash (in the stream's version order) and
+its own canonical content (sql/0005, event_hash). Changing an event breaks its own link;
+removing one leaves a gap in the versions, or a head that points past the chain's end; adding
+one leaves a version past the head or a broken link; moving one leaves its position out of
+its version order. Each finding names the event.
+
+All of it runs set-based in PostgreSQL, in one REPEATABLE READ snapshot, and only the
+findings come back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from psycopg import AsyncConnection, IsolationLevel
+from psycopg.rows import class_row
+
+# Every event beside its predecessor in its stream's version order. An event is a finding
+# when its hash is not the link from that predecessor, when a version is skipped, or when a
+# lower version sits at a higher position.
+SELECT_BROKEN_LINKS = """
+    SELECT position, stream, stream_version, previous_version, previous_position, link_holds
+    FROM (
+        SELECT position, stream, stream_version,
+               lag(stream_version) OVER by_version AS previous_version,
+               lag(position) OVER by_version AS previous_position,
+               hash = event_hash(COALESCE(lag(hash) OVER by_version, '\\x'::bytea),
+                                 type, stream, stream_version, data) AS link_holds
+        FROM events
+        WINDOW by_version AS (PARTITION BY stream ORDER BY stream_version, position)
+    ) AS links
+    WHERE NOT link_holds
+       OR stream_version <> COALESCE(previous_version, 0) + 1
+       OR previous_position > position
+    ORDER BY stream, stream_version, position
+    LIMIT %(limit)s
+"""
+
+# Each stream's head (stream_heads, kept by the appending transaction) beside the chain's last
+# event. A removed last event leaves the head ahead; an added one leaves the chain ahead.
+SELECT_HEAD_MISMATCHES = """
+    WITH tails AS (
+        SELECT e.stream, e.stream_version AS version, e.hash, e.position
+        FROM (SELECT stream, max(stream_version) AS stream_version FROM events GROUP BY stream) AS last
+        JOIN events AS e USING (stream, stream_version)
+    )
+    SELECT stream, h.version AS head_version, t.version AS tail_version, t.position AS tail_position
+    FROM stream_heads AS h FULL JOIN tails AS t USING (stream)
+    WHERE h.version IS DISTINCT FROM t.version OR h.hash IS DISTINCT FROM t.hash
+    ORDER BY stream
+    LIMIT %(limit)s
+"""
+
+SELECT_EVENTS_BEYOND_HEAD = """
+    SELECT e.position, e.stream_version
+    FROM events AS e
+    WHERE e.stream = %(stream)s
+      AND e.stream_version > COALESCE((SELECT version FROM stream_heads WHERE stream = %(stream)s), 0)
+    ORDER BY e.stream_version
+"""
+
+# The contract's signature, again: SHA-256 of account_id, amount, transaction_id and user_id
+# as sent, then the secret (ledger/signatures.py is the same rule for one delivery).
+SELECT_BAD_SIGNATURES = """
+    SELECT position, transaction_id
+    FROM events
+    WHERE type = 'PaymentReceived'
+      AND (data->>'transaction_id' IS DISTINCT FROM transaction_id
+           OR NOT EXISTS (
+               SELECT 1 FROM unnest(%(secrets)s::bytea[]) AS s(secret)
+               WHERE encode(sha256(convert_to((data->>'account_id') || (data->>'amount')
+                                              || (data->>'transaction_id') || (data->>'user_id'), 'UTF8')
+                                   || s.secret), 'hex') = lower(data->>'signature')))
+    ORDER BY position
+    LIMIT %(limit)s
+"""
+
+COUNT_EVENTS_AND_STREAMS = "SELECT count(*), count(DISTINCT stream) FROM events"
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str  # altered, removed, inserted, reordered, bad_signature
+    position: int | None  # the event named (for removed: the one after the gap, if any)
+    stream: str
+    detail: str
+
+    def __str__(self) -> str:
+        at = f"position {self.position}" if self.position is not None else "no position"
+        return f"{self.kind}: {at} ({self.stream}): {self.detail}"
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    events: int
+    streams: int
+    findings: list[Finding]
+
+    @property
+    def intact(self) -> bool:
+        return not self.findings
+
+
+@dataclass(frozen=True)
+class _Link:
+    position: int
+    stream: str
+    stream_version: int
+    previous_version: int | None
+    previous_position: int | None
+    link_holds: bool
+
+
+@dataclass(frozen=True)
+class _HeadMismatch:
+    stream: str
+    head_version: int | None
+    tail_version: int | None
+    tail_position: int | None
+
+
+async def verify(conn: AsyncConnection, secrets: Sequence[bytes], finding_limit: int = 1000) -> VerifyReport:
+    """Check every chain, head and signature in one snapshot; return what does not hold.
+
+    conn must be outside any transaction.
+    """
+    await conn.set_isolation_level(IsolationLevel.REPEATABLE_READ)
+    try:
+        async with conn.transaction():
+            cursor = await conn.execute(COUNT_EVENTS_AND_STREAMS)
+            counts = await cursor.fetchone()
+            assert counts is not None
+            findings = await _chain_findings(conn, finding_limit)
+            findings += await _head_findings(conn, finding_limit)
+            findings += await _signature_findings(conn, secrets, finding_limit)
+    finally:
+        await conn.set_isolation_level(None)
+    # An altered last event breaks both its link and the head: name it once.
+    unique = list({(f.kind, f.position, f.stream): f for f in findings}.values())
+    return VerifyReport(counts[0], counts[1], unique)
+
+
+async def _chain_findings(conn: AsyncConnection, limit: int) -> list[Finding]:
+    async with conn.cursor(row_factory=class_row(_Link)) as cursor:
+        await cursor.execute(SELECT_BROKEN_LINKS, {"limit": limit})
+        links = await cursor.fetchall()
+    findings = []
+    for link in links:
+        expected = (link.previous_version or 0) + 1
+        if link.stream_version > expected:
+            missing = (
+                f"{expected}"
+                if link.stream_version == expected + 1
+                else f"{expected}..{link.stream_version - 1}"
+            )
+            findings.append(
+                Finding("removed", link.position, link.stream, f"version {missing} missing before it")
+            )
+        elif link.previous_version == link.stream_version:
+            findings.append(
+                Finding("inserted", link.position, link.stream, f"a second version {link.stream_version}")
+            )
+        elif link.previous_position is not None and link.previous_position > link.position:
+            findings.append(
+                Finding(
+                    "reordered",
+                    link.position,
+                    link.stream,
+                    f"version {link.stream_version} sits before position {link.previous_position}, "
+                    f"which holds version {link.previous_version}",
+                )
+            )
+        elif not link.link_holds:
+            findings.append(
+                Finding(
+                    "altered",
+                    link.position,
+                    link.stream,
+                    f"version {link.stream_version}: its hash is not its content chained to its predecessor",
+                )
+            )
+    return findings
+
+
+async def _head_findings(conn: AsyncConnection, limit: int) -> list[Finding]:
+    async with conn.cursor(row_factory=class_row(_HeadMismatch)) as cursor:
+        await cursor.execute(SELECT_HEAD_MISMATCHES, {"limit": limit})
+        mismatches = await cursor.fetchall()
+    findings = []
+    for mismatch in mismatches:
+        head, tail = mismatch.head_version or 0, mismatch.tail_version or 0
+        if head > tail:
+            missing = f"{tail + 1}" if head == tail + 1 else f"{tail + 1}..{head}"
+            findings.append(
+                Finding(
+                    "removed", None, mismatch.stream, f"version {missing} missing at the end (head is {head})"
+                )
+            )
+        elif tail > head:
+            beyond = await conn.execute(SELECT_EVENTS_BEYOND_HEAD, {"stream": mismatch.stream})
+            for position, version in await beyond.fetchall():
+                findings.append(
+                    Finding(
+                        "inserted",
+                        position,
+                        mismatch.stream,
+                        f"version {version} is beyond the head ({head})",
+                    )
+                )
+        else:
+            findings.append(
+                Finding(
+                    "altered",
+                    mismatch.tail_position,
+                    mismatch.stream,
+                    f"version {tail}: its hash is not the head's",
+                )
+            )
+    return findings
+
+
+async def _signature_findings(conn: AsyncConnection, secrets: Sequence[bytes], limit: int) -> list[Finding]:
+    cursor = await conn.execute(SELECT_BAD_SIGNATURES, {"secrets": list(secrets), "limit": limit})
+    return [
+        Finding(
+            "bad_signature",
+            position,
+            "",
+            f"transaction {transaction_id}: the signature holds under none of the configured secrets",
+        )
+        for position, transaction_id in await cursor.fetchall()
+    ]

@@ -1,0 +1,12 @@
+ALTER TABLE users DROP COLUMN is_auditor;
+DROP TRIGGER events_chain ON events;
+DROP FUNCTION chain_event();
+CREATE INDEX events_by_stream ON events (stream, position);
+DROP INDEX events_by_stream_version;
+ALTER TABLE events DROP COLUMN hash;
+ALTER TABLE events DROP COLUMN stream_version;
+DROP TABLE stream_heads;
+DROP FUNCTION event_hash(bytea, text, text, integer, jsonb);
+DROP FUNCTION redacted(jsonb);
+DROP INDEX events_in_feed_order;
+ALTER TABLE events DROP COLUMN xact_id;

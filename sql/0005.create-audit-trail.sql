@@ -1,0 +1,97 @@
+-- What auditors need from the log: a gap-free feed order, a hash chain per stream, and the
+-- auditor role.
+
+-- The feed order. xact_id is the writing transaction's id: a reader is only handed events of
+-- transactions older than the oldest one still running, so that a transaction that drew its
+-- positions early but commits late is never skipped by a reader that already moved past them.
+-- (Existing rows get this migration's id: they were all committed long ago.)
+ALTER TABLE events ADD COLUMN xact_id xid8 NOT NULL DEFAULT pg_current_xact_id();
+CREATE INDEX events_in_feed_order ON events (xact_id, position);
+
+-- What leaves the service in place of a secret (a password hash; a webhook signature, which
+-- would let anyone test guesses of the webhook secret): its SHA-256, which commits to the
+-- value without revealing it. The hash chain covers this redacted form, so an auditor holding
+-- only an export can recompute every hash. Idempotent: a redacted value stays as it is, so an
+-- export loaded into another database chains to the same hashes.
+CREATE FUNCTION redacted(data jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT CASE WHEN data ?| ARRAY['password_hash', 'signature'] THEN
+        data || COALESCE(
+            (SELECT jsonb_object_agg(key, 'sha256:' || encode(sha256(convert_to(value, 'UTF8')), 'hex'))
+             FROM jsonb_each_text(data)
+             WHERE key IN ('password_hash', 'signature') AND value NOT LIKE 'sha256:%'),
+            '{}')
+    ELSE data END
+$$;
+
+-- One link of a stream's chain: SHA-256 over the previous event's hash (empty for the first)
+-- and the event's canonical content, the text of the JSON array [type, stream, version, data].
+CREATE FUNCTION event_hash(previous bytea, type text, stream text, stream_version integer, data jsonb)
+RETURNS bytea
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT sha256(previous || convert_to(jsonb_build_array(type, stream, stream_version, redacted(data))::text, 'UTF8'))
+$$;
+
+-- Each stream's last version and hash: the head that `ledger verify` checks the chain against
+-- (a removed last event leaves the head pointing past the chain's end).
+CREATE TABLE stream_heads (
+    stream  text    PRIMARY KEY,
+    version integer NOT NULL,
+    hash    bytea   NOT NULL
+);
+
+ALTER TABLE events ADD COLUMN stream_version integer;
+ALTER TABLE events ADD COLUMN hash bytea;
+
+-- Chain the events already in the log, in log order. The only time this migration's author
+-- lifts the append-only trigger: the columns are new, no recorded value changes.
+ALTER TABLE events DISABLE TRIGGER events_refuse_update_delete;
+DO $$
+DECLARE
+    event record;
+    head  stream_heads%ROWTYPE;
+BEGIN
+    FOR event IN SELECT position, stream, type, data FROM events ORDER BY position LOOP
+        SELECT * INTO head FROM stream_heads WHERE stream = event.stream;
+        IF NOT FOUND THEN
+            head := ROW(event.stream, 0, '\x'::bytea);
+            INSERT INTO stream_heads VALUES (head.*);
+        END IF;
+        UPDATE stream_heads
+        SET version = head.version + 1,
+            hash = event_hash(head.hash, event.type, event.stream, head.version + 1, event.data)
+        WHERE stream = event.stream
+        RETURNING * INTO head;
+        UPDATE events SET stream_version = head.version, hash = head.hash WHERE position = event.position;
+    END LOOP;
+END
+$$;
+ALTER TABLE events ENABLE TRIGGER events_refuse_update_delete;
+
+ALTER TABLE events ALTER COLUMN stream_version SET NOT NULL;
+ALTER TABLE events ALTER COLUMN hash SET NOT NULL;
+-- Replaces events_by_stream: the same lookups, and a stream's versions are unique.
+CREATE UNIQUE INDEX events_by_stream_version ON events (stream, stream_version);
+DROP INDEX events_by_stream;
+
+-- Every new event is chained as it is appended, in the appending transaction. The upsert
+-- locks the stream's head row, so appends to one stream take turns (the commands already
+-- hold that stream's projection row) while other streams never wait: no ledger-wide lock.
+CREATE FUNCTION chain_event() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO stream_heads AS head (stream, version, hash)
+    VALUES (NEW.stream, 1, event_hash('\x'::bytea, NEW.type, NEW.stream, 1, NEW.data))
+    ON CONFLICT (stream) DO UPDATE
+        SET version = head.version + 1,
+            hash = event_hash(head.hash, NEW.type, NEW.stream, head.version + 1, NEW.data)
+    RETURNING version, hash INTO NEW.stream_version, NEW.hash;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER events_chain
+    BEFORE INSERT ON events
+    FOR EACH ROW EXECUTE FUNCTION chain_event();
+
+-- The auditor role: reads everything, changes nothing. Granted and revoked by UserUpdated.
+ALTER TABLE users ADD COLUMN is_auditor boolean NOT NULL DEFAULT false;
