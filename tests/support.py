@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import subprocess
+import sys
 import uuid
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 from psycopg import AsyncConnection
 
 from ledger import commands, signatures
-from ledger.commands import NewUser
+from ledger.commands import NewUser, UserChanges
+from ledger.config import CHEAPEST_ARGON2
 from ledger.events import PaymentReceived
 from ledger.http import parse
 from ledger.passwords import Passwords
@@ -98,3 +104,37 @@ def delivery(
     """Return a parsed, correctly signed delivery, as the webhook hands it to the command."""
     body = delivery_body(user_id, account_id, amount, transaction_id)
     return parse.payment_delivery(json.dumps(body).encode(), (TEST_WEBHOOK_SECRET,))
+
+
+def ledger_cli(database_url: str, *args: str, **env_vars: str) -> subprocess.CompletedProcess[str]:
+    """Run `python -m ledger *args` on that database (plus those environment variables)."""
+    env = {**os.environ, "LEDGER_DATABASE_URL": database_url, "LEDGER_JWT_SECRET": "cli-test", **env_vars}
+    return subprocess.run(
+        [sys.executable, "-m", "ledger", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def fill_small_ledger(database_url: str) -> None:
+    """Give the ledger users, updates, a deletion and payments, through the real commands."""
+
+    async def run() -> None:
+        passwords = Passwords(CHEAPEST_ARGON2)
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+            alice = await commands.register(conn, passwords, NewUser("alice@example.com", "Alice", PASSWORD))
+            bob = await commands.register(conn, passwords, NewUser("bob@example.com", "Bob", PASSWORD))
+            await commands.update_user(
+                conn, passwords, alice.id, UserChanges(full_name="Alice B", password="new-pass")
+            )
+            for i, (user, account_id) in enumerate(
+                [(alice, 10), (alice, 11), (bob, 12), (alice, 10), (1, 1)]
+            ):
+                user_id = user if isinstance(user, int) else user.id
+                await commands.receive_payment(conn, delivery(user_id, account_id, f"{i + 1}.25"))
+            await commands.delete_user(conn, 2, bob.id)
+
+    asyncio.run(run())

@@ -3,52 +3,11 @@ projection that drifted from the log is named, then repaired only when asked."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import subprocess
-import sys
-
 import psycopg
 import pytest
 
-from ledger import commands
-from ledger.commands import NewUser, UserChanges
-from ledger.config import CHEAPEST_ARGON2
-from ledger.passwords import Passwords
-from tests.support import PASSWORD, delivery
-
-
-def ledger_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LEDGER_DATABASE_URL": database_url, "LEDGER_JWT_SECRET": "replay-test"}
-    return subprocess.run(
-        [sys.executable, "-m", "ledger", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def fill(database_url: str) -> None:
-    """Give the ledger users, updates, a deletion and payments, through the real commands."""
-
-    async def run() -> None:
-        passwords = Passwords(CHEAPEST_ARGON2)
-        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-            alice = await commands.register(conn, passwords, NewUser("alice@example.com", "Alice", PASSWORD))
-            bob = await commands.register(conn, passwords, NewUser("bob@example.com", "Bob", PASSWORD))
-            await commands.update_user(
-                conn, passwords, alice.id, UserChanges(full_name="Alice B", password="new-pass")
-            )
-            for i, (user, account_id) in enumerate(
-                [(alice, 10), (alice, 11), (bob, 12), (alice, 10), (1, 1)]
-            ):
-                user_id = user if isinstance(user, int) else user.id
-                await commands.receive_payment(conn, delivery(user_id, account_id, f"{i + 1}.25"))
-            await commands.delete_user(conn, 2, bob.id)
-
-    asyncio.run(run())
+from tests.support import fill_small_ledger as fill
+from tests.support import ledger_cli
 
 
 def test_replay_finds_the_live_projections_equal_to_the_rebuild(own_database: str) -> None:

@@ -1,0 +1,132 @@
+"""The audit feed: a follower never misses an event and never sees one twice, also when a
+transaction that drew an early position commits after later ones; and no secret leaves."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from ledger import commands
+from ledger.commands import NewUser
+from ledger.config import CHEAPEST_ARGON2
+from ledger.events import feed
+from ledger.events.feed import Cursor
+from ledger.passwords import Passwords
+from tests.support import PASSWORD, delivery, new_account_id, new_email
+
+SELECT_ALL_POSITIONS = "SELECT position FROM events ORDER BY position"
+
+
+async def follow(conn: psycopg.AsyncConnection, after: Cursor, limit: int = 3) -> tuple[list[int], Cursor]:
+    """Read the feed after a cursor until it has nothing more now; return positions and cursor."""
+    positions = []
+    while True:
+        events = await feed.page(conn, after, limit)
+        positions += [event.position for event in events]
+        if not events:
+            return positions, after
+        after = events[-1].cursor
+
+
+async def test_a_transaction_committed_late_is_still_handed_to_a_follower_once(own_database: str) -> None:
+    passwords = Passwords(CHEAPEST_ARGON2)
+    async with (
+        await psycopg.AsyncConnection.connect(own_database, autocommit=True) as slow,
+        await psycopg.AsyncConnection.connect(own_database, autocommit=True) as fast,
+        await psycopg.AsyncConnection.connect(own_database, autocommit=True) as reader,
+    ):
+        seen, cursor = await follow(reader, feed.START)
+        assert len(seen) == 3  # the seeds
+
+        # The slow transaction draws its position first and stays open...
+        await slow.execute("BEGIN")
+        cursor_row = await (
+            await slow.execute(
+                "INSERT INTO events (stream, type, data) VALUES ('user-900', 'UserDeleted', "
+                "'{\"user_id\": 900}') RETURNING position"
+            )
+        ).fetchone()
+        assert cursor_row is not None
+        slow_position = cursor_row[0]
+        # ...while later transactions commit events with higher positions.
+        user = await commands.register(fast, passwords, NewUser(new_email(), "Fast", PASSWORD))
+        account_id = new_account_id()
+        for amount in ("1.00", "2.00"):
+            await commands.receive_payment(fast, delivery(user.id, account_id, amount))
+        fast_positions = [p for (p,) in await (await reader.execute(SELECT_ALL_POSITIONS)).fetchall()][3:]
+        assert fast_positions and min(fast_positions) > slow_position
+
+        # A reader by position alone would now read past slow_position and never come back.
+        # The feed holds everything back until the slow transaction ends.
+        held, cursor = await follow(reader, cursor)
+        assert held == []
+
+        await slow.execute("COMMIT")
+        rest, cursor = await follow(reader, cursor)
+        seen += rest
+        assert sorted(rest) == sorted([slow_position, *fast_positions])
+        assert len(seen) == len(set(seen)) == 3 + 1 + len(fast_positions)
+
+        # Nothing more, and nothing again.
+        assert (await follow(reader, cursor))[0] == []
+
+
+async def test_a_follower_of_concurrent_writers_gets_every_event_exactly_once(own_database: str) -> None:
+    passwords = Passwords(CHEAPEST_ARGON2)
+    pool = AsyncConnectionPool(own_database, min_size=6, max_size=6, open=False, kwargs={"autocommit": True})
+    await pool.open(wait=True)
+    writers_done = asyncio.Event()
+
+    async def writer(index: int) -> None:
+        async with pool.connection() as conn:
+            user = await commands.register(conn, passwords, NewUser(new_email(), f"W{index}", PASSWORD))
+            for _ in range(15):
+                account_id = random.choice([index * 10**12 + 1, index * 10**12 + 2])
+                await commands.receive_payment(conn, delivery(user.id, account_id, "0.01"))
+
+    async def follower() -> list[int]:
+        seen: list[int] = []
+        cursor = feed.START
+        async with pool.connection() as conn:
+            while True:
+                finished = writers_done.is_set()  # read before the page: a last pass after the end
+                positions, cursor = await follow(conn, cursor, limit=7)
+                seen += positions
+                if finished:
+                    return seen
+                await asyncio.sleep(0)
+
+    try:
+        following = asyncio.create_task(follower())
+        await asyncio.gather(*(writer(index) for index in range(1, 5)))
+        writers_done.set()
+        seen = await following
+        async with pool.connection() as conn:
+            everything = [p for (p,) in await (await conn.execute(SELECT_ALL_POSITIONS)).fetchall()]
+    finally:
+        await pool.close()
+    assert len(seen) == len(set(seen)), "an event was handed out twice"
+    assert sorted(seen) == everything, "an event was missed"
+
+
+async def test_the_feed_carries_no_password_hash_and_no_signature(own_database: str) -> None:
+    passwords = Passwords(CHEAPEST_ARGON2)
+    async with await psycopg.AsyncConnection.connect(own_database, autocommit=True) as conn:
+        user = await commands.register(conn, passwords, NewUser(new_email(), "Secretive", PASSWORD))
+        payment = delivery(user.id, new_account_id(), "5.00")
+        await commands.receive_payment(conn, payment)
+        stored_hash = (
+            await (await conn.execute("SELECT password_hash FROM users WHERE id = %s", [user.id])).fetchone()
+        )[0]
+        page = await feed.page(conn, feed.START, 1000)
+    text = repr([event.to_record() for event in page])
+    assert stored_hash.startswith("$argon2") and stored_hash not in text and "$argon2" not in text
+    assert payment.signature not in text
+    registered = next(e for e in page if e.type == "UserRegistered" and e.data["user_id"] == user.id)
+    assert registered.data["password_hash"].startswith("sha256:")
+    received = next(e for e in page if e.type == "PaymentReceived")
+    assert received.data["signature"].startswith("sha256:")
+    assert received.data["amount"] == "5.00"  # as the provider wrote it, never a float
