@@ -1,0 +1,167 @@
+"""`ledger export` and `ledger replay --from`: an auditor takes the log away, replays it into
+a database of their own without the service, and gets the balances and the checksum the
+service shows in GET /audit/summary."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pty
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import falcon.testing
+import pytest
+
+from ledger import db
+from ledger.config import CHEAPEST_ARGON2, REPO_ROOT, Settings
+from ledger.http.app import create_app
+from ledger.http.auth import Tokens
+from ledger.projections.users import LoginRecord
+from tests.conftest import drop_database, fresh_database
+from tests.support import TEST_WEBHOOK_SECRET, ledger_cli
+from tests.support import fill_small_ledger as fill
+
+
+@pytest.fixture
+def empty_database(server_url: str) -> Iterator[str]:
+    url = fresh_database(server_url, "ledger_auditor")
+    yield url
+    drop_database(server_url, url)
+
+
+def replay_from(export_file: Path, database_url: str) -> subprocess.CompletedProcess[str]:
+    return ledger_cli(database_url, "replay", "--from", str(export_file), "--database-url", database_url)
+
+
+async def audit_summary(database_url: str, tmp_path: Path, query: str = "") -> dict:
+    """GET /audit/summary from the service on that database, as the seeded admin."""
+    settings = Settings(
+        database_url=database_url,
+        data_dir=tmp_path,
+        migrations_dir=REPO_ROOT / "sql",
+        webhook_secrets=(TEST_WEBHOOK_SECRET,),
+        jwt_secret=b"export-test-secret-0123456789abcdef",
+        token_ttl_s=60,
+        argon2=CHEAPEST_ARGON2,
+    )
+    pool = db.create_pool(database_url, 1, 2)
+    await pool.open(wait=True)
+    try:
+        token = Tokens(settings.jwt_secret, 60).issue(LoginRecord(2, "", 1))
+        async with falcon.testing.ASGIConductor(create_app(settings, pool, pool_lifespan=False)) as client:
+            result = await client.simulate_get(
+                "/audit/summary", query_string=query, headers={"Authorization": f"Bearer {token}"}
+            )
+    finally:
+        await pool.close()
+    assert result.status_code == 200, result.text
+    return result.json
+
+
+async def test_an_export_replayed_elsewhere_gives_the_services_balances_and_checksum(
+    own_database: str, empty_database: str, tmp_path: Path
+) -> None:
+    await asyncio.to_thread(fill, own_database)  # fill runs its own event loop
+    exported = ledger_cli(own_database, "export")
+    assert exported.returncode == 0, exported.stderr
+    lines = exported.stdout.splitlines()
+    # The seeds, 2 users, an update, 3 new accounts, 5 payments, a deletion.
+    assert len(lines) == 3 + 2 + 1 + 3 + 5 + 1
+    export_file = tmp_path / "ledger.jsonl"
+    export_file.write_text(exported.stdout)
+
+    replayed = replay_from(export_file, empty_database)
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+
+    summary = await audit_summary(own_database, tmp_path)
+    assert f"checksum {summary['checksum']}" in replayed.stdout
+    assert f"balances total {summary['balance_total']:.2f}" in replayed.stdout
+    assert "account 10 (user 3): 5.50" in replayed.stdout  # 1.25 + 4.25
+    last_cursor = json.loads(lines[-1])["cursor"]
+    assert f"through cursor {last_cursor}" in replayed.stdout
+    # The same figure, computed from the log up to the export's last cursor.
+    assert (await audit_summary(own_database, tmp_path, f"through={last_cursor}"))["checksum"] == summary[
+        "checksum"
+    ]
+
+    # The auditor's database is a real ledger of its own: its own replay agrees with it.
+    assert ledger_cli(empty_database, "replay").returncode == 0
+
+
+def test_the_export_holds_no_secret(own_database: str) -> None:
+    fill(own_database)
+    exported = ledger_cli(own_database, "export").stdout
+    assert "$argon2" not in exported
+    for line in exported.splitlines():
+        data = json.loads(line)["data"]
+        for secret_field in ("password_hash", "signature"):
+            if secret_field in data:
+                assert data[secret_field].startswith("sha256:")
+
+
+def test_a_doctored_export_is_caught_by_the_replay(
+    own_database: str, empty_database: str, tmp_path: Path
+) -> None:
+    fill(own_database)
+    lines = ledger_cli(own_database, "export").stdout.splitlines()
+    doctored = []
+    for number, line in enumerate(lines, start=1):
+        event = json.loads(line)
+        if event["type"] == "PaymentReceived" and event["data"]["amount"] == "1.25":
+            event["data"]["amount"] = "1001.25"
+            doctored_line = number
+        doctored.append(json.dumps(event))
+    export_file = tmp_path / "doctored.jsonl"
+    export_file.write_text("\n".join(doctored) + "\n")
+    replayed = replay_from(export_file, empty_database)
+    assert replayed.returncode == 1
+    assert f"hash differs from the export: line {doctored_line}" in replayed.stdout
+
+
+def test_replay_from_refuses_a_database_that_is_not_empty(own_database: str, tmp_path: Path) -> None:
+    export_file = tmp_path / "ledger.jsonl"
+    export_file.write_text(ledger_cli(own_database, "export").stdout)
+    refused = ledger_cli(own_database, "replay", "--from", str(export_file), "--database-url", own_database)
+    assert refused.returncode == 2
+    assert "not empty" in refused.stderr
+
+
+def test_export_after_a_cursor_continues_there(own_database: str) -> None:
+    fill(own_database)
+    everything = ledger_cli(own_database, "export").stdout.splitlines()
+    cursor = json.loads(everything[4])["cursor"]
+    rest = ledger_cli(own_database, "export", "--after", cursor).stdout.splitlines()
+    assert rest == everything[5:]
+
+
+def test_export_draws_a_progress_bar_only_on_a_terminal(own_database: str) -> None:
+    fill(own_database)
+    controller, terminal = pty.openpty()
+    env = {**os.environ, "LEDGER_DATABASE_URL": own_database, "LEDGER_JWT_SECRET": "cli-test"}
+    with subprocess.Popen(
+        [sys.executable, "-m", "ledger", "export"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+    ) as process:
+        os.close(terminal)
+        stdout, _ = process.communicate(timeout=120)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the terminal's other end is closed: all is read
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(controller)
+    assert process.returncode == 0
+    assert b"exported 15/15 events (100%)" in drawn
+    assert b"exported" not in stdout  # the data stays clean
+    piped = ledger_cli(own_database, "export")
+    assert "exported" not in piped.stderr
