@@ -10,17 +10,25 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 import psycopg
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from ledger import commands, errors
+from ledger import commands, db, errors
 from ledger.commands import NewUser, UserChanges
+from ledger.config import REPO_ROOT
 from ledger.passwords import Passwords
-from ledger.projections.rebuild import replay
+from ledger.projections import history
+from ledger.projections.history import Cut
+from ledger.projections.rebuild import rebuild_at, replay
+from ledger.projections.users import UserView
+from tests.conftest import drop_database, fresh_database
 from tests.support import PASSWORD, delivery
 
 USER_SLOTS = 4
@@ -57,28 +65,34 @@ class Delete:
     slot: int
 
 
-operations = st.lists(
-    st.one_of(
-        st.builds(Register, st.integers(0, USER_SLOTS - 1), st.integers(0, USER_SLOTS)),
-        st.builds(
-            Pay,
-            st.integers(0, USER_SLOTS - 1),
-            st.integers(0, ACCOUNT_SLOTS - 1),
-            st.one_of(st.integers(1, 100_000), st.sampled_from([1, 10, 99, 100_000_000_000_000])),
-            st.integers(0, TRANSACTION_SLOTS - 1),
-        ),
-        st.builds(
-            Update,
-            st.integers(0, USER_SLOTS - 1),
-            st.none() | st.integers(0, USER_SLOTS),
-            st.none()
-            | st.text(min_size=1, max_size=20).filter(lambda name: name.strip() and name.isprintable()),
-            st.booleans(),
-        ),
-        st.builds(Delete, st.integers(0, USER_SLOTS - 1)),
+@dataclass(frozen=True)
+class Grant:
+    """Grant (or revoke) the auditor role."""
+
+    slot: int
+    is_auditor: bool
+
+
+operation = st.one_of(
+    st.builds(Register, st.integers(0, USER_SLOTS - 1), st.integers(0, USER_SLOTS)),
+    st.builds(
+        Pay,
+        st.integers(0, USER_SLOTS - 1),
+        st.integers(0, ACCOUNT_SLOTS - 1),
+        st.one_of(st.integers(1, 100_000), st.sampled_from([1, 10, 99, 100_000_000_000_000])),
+        st.integers(0, TRANSACTION_SLOTS - 1),
     ),
-    max_size=30,
+    st.builds(
+        Update,
+        st.integers(0, USER_SLOTS - 1),
+        st.none() | st.integers(0, USER_SLOTS),
+        st.none() | st.text(min_size=1, max_size=20).filter(lambda name: name.strip() and name.isprintable()),
+        st.booleans(),
+    ),
+    st.builds(Delete, st.integers(0, USER_SLOTS - 1)),
 )
+operations = st.lists(operation, max_size=30)
+grants = st.builds(Grant, st.integers(0, USER_SLOTS - 1), st.booleans())
 
 CHECKS = """
     SELECT a.id, a.balance, COALESCE(sum((e.data->>'amount')::numeric), 0), count(e.position)
@@ -100,72 +114,100 @@ PAYMENTS_WITHOUT_EVENTS = """
 """
 
 
+@dataclass
+class Run:
+    """What a sequence did: the model the checks compare with."""
+
+    user_ids: dict[int, int]  # slot -> the user it names now
+    every_user_id: set[int]
+    credited: dict[int, Decimal]  # account -> expected balance
+    sent: dict[int, tuple[int, int, Decimal]]  # transaction slot -> first accepted delivery
+
+
+async def run_sequence(
+    conn: psycopg.AsyncConnection,
+    passwords: Passwords,
+    sequence: list,
+    after_each: Callable[[], Awaitable[None]],
+) -> Run:
+    """Drive the sequence through the commands; after_each runs after every operation."""
+    tag = uuid.uuid4().hex[:10]  # this example's own emails, accounts and transaction ids
+    account_base = 10**15 + (uuid.uuid4().int % 10**12) * 100
+    admin_id = 2  # the seeded admin acts for deletions
+    run = Run({}, set(), defaultdict(Decimal), {})
+
+    def email(slot: int) -> str:
+        return f"p-{tag}-{slot}@example.com"
+
+    # Every slot starts with a user, so that most payments have someone to go to.
+    for slot in range(USER_SLOTS):
+        run.user_ids[slot] = (
+            await commands.register(conn, passwords, NewUser(email(slot), "P", PASSWORD))
+        ).id
+        run.every_user_id.add(run.user_ids[slot])
+    for op in sequence:
+        try:
+            match op:
+                case Register(slot, email_slot):
+                    user = await commands.register(conn, passwords, NewUser(email(email_slot), "P", PASSWORD))
+                    run.user_ids[slot] = user.id  # the slot now names the newer user
+                    run.every_user_id.add(user.id)
+                case Pay(user_slot, account_slot, cents, transaction_slot):
+                    amount = Decimal(cents) / 100
+                    account_id = account_base + account_slot
+                    payment = delivery(
+                        run.user_ids[user_slot], account_id, str(amount), f"{tag}-{transaction_slot}"
+                    )
+                    outcome = await commands.receive_payment(conn, payment)
+                    if outcome.is_new:
+                        assert transaction_slot not in run.sent
+                        run.sent[transaction_slot] = (run.user_ids[user_slot], account_id, amount)
+                        run.credited[account_id] += amount
+                    else:
+                        assert run.sent[transaction_slot] == (run.user_ids[user_slot], account_id, amount)
+                case Update(slot, email_slot, full_name, new_password):
+                    changes = UserChanges(
+                        email=email(email_slot) if email_slot is not None else None,
+                        full_name=full_name,
+                        password="another password" if new_password else None,
+                    )
+                    if changes != UserChanges():
+                        await commands.update_user(conn, passwords, run.user_ids[slot], changes)
+                case Grant(slot, is_auditor):
+                    await commands.update_user(
+                        conn, passwords, run.user_ids[slot], UserChanges(is_auditor=is_auditor)
+                    )
+                case Delete(slot):
+                    await commands.delete_user(conn, admin_id, run.user_ids[slot])
+        except (  # refusals the rules allow; the checks show they changed nothing
+            errors.EmailTakenError,
+            errors.UserNotFoundError,
+            errors.AccountOwnerMismatchError,
+            errors.TransactionConflictError,
+        ):
+            pass
+        await after_each()
+    return run
+
+
+async def nothing() -> None:
+    pass
+
+
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sequence=operations)
 async def test_balances_always_equal_the_sum_of_their_events(
     sequence: list, database_url: str, passwords: Passwords
 ) -> None:
-    run = uuid.uuid4().hex[:10]  # this example's own emails, accounts and transaction ids
-    account_base = 10**15 + (uuid.uuid4().int % 10**12) * 100
-    user_ids: dict[int, int] = {}
-    admin_id = 2  # the seeded admin acts for deletions
-    credited: dict[int, Decimal] = defaultdict(Decimal)  # the model: account -> expected balance
-    sent: dict[int, tuple[int, int, Decimal]] = {}  # transaction slot -> first accepted delivery
-
-    def email(slot: int) -> str:
-        return f"p-{run}-{slot}@example.com"
-
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        # Every slot starts with a user, so that most payments have someone to go to.
-        for slot in range(USER_SLOTS):
-            user_ids[slot] = (
-                await commands.register(conn, passwords, NewUser(email(slot), "P", PASSWORD))
-            ).id
-        for op in sequence:
-            try:
-                match op:
-                    case Register(slot, email_slot):
-                        user = await commands.register(
-                            conn, passwords, NewUser(email(email_slot), "P", PASSWORD)
-                        )
-                        user_ids[slot] = user.id  # the slot now names the newer user
-                    case Pay(user_slot, account_slot, cents, transaction_slot):
-                        amount = Decimal(cents) / 100
-                        account_id = account_base + account_slot
-                        payment = delivery(
-                            user_ids[user_slot], account_id, str(amount), f"{run}-{transaction_slot}"
-                        )
-                        outcome = await commands.receive_payment(conn, payment)
-                        if outcome.is_new:
-                            assert transaction_slot not in sent
-                            sent[transaction_slot] = (user_ids[user_slot], account_id, amount)
-                            credited[account_id] += amount
-                        else:
-                            assert sent[transaction_slot] == (user_ids[user_slot], account_id, amount)
-                    case Update(slot, email_slot, full_name, new_password):
-                        changes = UserChanges(
-                            email=email(email_slot) if email_slot is not None else None,
-                            full_name=full_name,
-                            password="another password" if new_password else None,
-                        )
-                        if changes != UserChanges():
-                            await commands.update_user(conn, passwords, user_ids[slot], changes)
-                    case Delete(slot):
-                        await commands.delete_user(conn, admin_id, user_ids[slot])
-            except (  # refusals the rules allow; the checks below show they changed nothing
-                errors.EmailTakenError,
-                errors.UserNotFoundError,
-                errors.AccountOwnerMismatchError,
-                errors.TransactionConflictError,
-            ):
-                pass
-        event(f"payments credited: {min(len(sent), 5)}{'+' if len(sent) >= 5 else ''}")
+        run = await run_sequence(conn, passwords, sequence, nothing)
+        event(f"payments credited: {min(len(run.sent), 5)}{'+' if len(run.sent) >= 5 else ''}")
 
         rows = await (await conn.execute(CHECKS)).fetchall()
         for account_id, balance, events_sum, _count in rows:
             assert balance == events_sum, f"account {account_id}: balance {balance} != events {events_sum}"
         balances = {account_id: balance for account_id, balance, _, _ in rows}
-        for account_id, expected in credited.items():
+        for account_id, expected in run.credited.items():
             assert balances[account_id] == expected
         assert await (await conn.execute(DUPLICATE_CREDITS)).fetchall() == []
         assert await (await conn.execute(PAYMENTS_WITHOUT_EVENTS)).fetchall() == []
@@ -175,3 +217,58 @@ async def test_balances_always_equal_the_sum_of_their_events(
     ) as conn:
         report = await replay(conn)
     assert report.equal, report.differences
+
+
+SELECT_LOG_END = "SELECT max(position), max(recorded_at) FROM events"
+
+
+@pytest.fixture(scope="module")
+def as_of_database(server_url: str) -> Iterator[str]:
+    """A database of this test's own: each example rebuilds the whole log, so keep it short."""
+    url = fresh_database(server_url, "ledger_as_of")
+    db.migrate(url, REPO_ROOT / "sql")
+    yield url
+    drop_database(server_url, url)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sequence=st.lists(operation | grants, min_size=1, max_size=15), data=st.data())
+async def test_balances_as_of_a_cut_equal_a_replay_of_the_log_cut_there(
+    sequence: list, data: st.DataObject, as_of_database: str, passwords: Passwords
+) -> None:
+    """GET ... ?as_of= computes the past from the log; a rebuild of the log cut at the same
+    point must give the same users and balances: cut after every operation, by position and
+    by time, and once at a random position (possibly inside a transaction's events)."""
+    ends: list[tuple[int, datetime]] = []
+    async with await psycopg.AsyncConnection.connect(as_of_database, autocommit=True) as conn:
+
+        async def note_the_end() -> None:
+            ends.append(await (await conn.execute(SELECT_LOG_END)).fetchone())  # type: ignore[arg-type]
+
+        run = await run_sequence(conn, passwords, sequence, note_the_end)
+        # A share of the log, never a value read from the database: the log grows from
+        # example to example, and hypothesis must be able to replay its draws.
+        share = data.draw(st.integers(0, 1000), label="random position cut, in thousandths of the log")
+        last_position = ends[-1][0]
+        cuts = [Cut(position=1 + share * (last_position - 1) // 1000)]
+        for position, time in ends:
+            cuts += [Cut(position=position), Cut(time=time)]
+        ids = sorted(run.every_user_id)
+        async with await psycopg.AsyncConnection.connect(
+            as_of_database, autocommit=True, prepare_threshold=None
+        ) as rebuild_conn:
+            for cut in cuts:
+                as_of_accounts = await history.accounts_of_users_at(conn, ids, cut)
+                as_of_users = [
+                    u for u in await history.users_page_at(conn, cut, ids[0] - 1, 1000) if u.id in ids
+                ]
+                rebuilt = await rebuild_at(rebuild_conn, cut)
+                assert as_of_accounts == [a for a in rebuilt.accounts if a.user_id in run.every_user_id], cut
+                assert [public(u) for u in as_of_users] == [
+                    public(u) for u in rebuilt.users if u.id in ids
+                ], cut
+
+
+def public(user: UserView) -> tuple[object, ...]:
+    """What a user list shows of a user."""
+    return (user.id, user.email, user.full_name, user.is_admin, user.is_auditor)
