@@ -46,7 +46,7 @@ def serve(settings: Settings, host: str, port: int) -> None:
 
 
 async def _serve(settings: Settings, url: str, host: str, port: int) -> None:
-    pool = db.create_pool(url, settings.pool_size_min, settings.pool_size_max)
+    pool = db.create_pool(url, settings.pool_size_min, settings.pool_size_max, settings.pool_timeout_s)
     app = create_app(settings, pool)  # opens and closes the pool in the ASGI lifespan
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, lifespan="on", log_level="info"))
     # On Ctrl-C or SIGTERM uvicorn lets the requests in flight finish, runs the lifespan

@@ -93,14 +93,23 @@ async def _configure(conn: AsyncConnection) -> None:
     await conn.set_autocommit(True)
 
 
-def create_pool(database_url: str, size_min: int, size_max: int) -> AsyncConnectionPool:
-    """Return a closed pool of autocommit connections; open it inside the event loop."""
+def create_pool(
+    database_url: str, size_min: int, size_max: int, timeout_s: float = 5.0
+) -> AsyncConnectionPool:
+    """Return a closed pool of autocommit connections; open it inside the event loop.
+
+    No `check` callback: it would cost a round trip on every request. A connection that a
+    database restart broke fails its request once (503) and is then replaced; the HTTP layer
+    also runs pool.check() after such a failure, so the other idle ones are replaced at once.
+    A lost server is reconnected with the pool's backoff (1 s, 2 s, 4 s, ...); a request waits
+    at most timeout_s for a connection, then gets PoolTimeout (503).
+    """
     return AsyncConnectionPool(
         database_url,
         min_size=size_min,
         max_size=size_max,
         configure=_configure,
         open=False,
-        timeout=10.0,
+        timeout=timeout_s,
         name="ledger",
     )

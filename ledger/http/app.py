@@ -61,7 +61,7 @@ def create_app(
         for path in paths:
             app.add_route(path, resource)
 
-    route(("/login",), session.Login(pool, passwords, tokens))
+    route(("/login",), session.Login(pool, passwords, tokens, settings.login_throttle))
     route(("/register",), users.UserCreation(pool, passwords, access=PUBLIC, parse_body=parse.registration))
     route(("/user/about",), users.About())
     route(("/user/accounts",), users.MyAccounts(pool))

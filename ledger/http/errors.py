@@ -24,6 +24,7 @@ STATUS_OF: dict[type[errors.LedgerError], int] = {
     errors.InvalidQueryError: 400,
     errors.BodyTooLargeError: 413,
     errors.InvalidCredentialsError: 401,
+    errors.TooManyAttemptsError: 429,
     errors.UnauthenticatedError: 401,
     errors.ForbiddenError: 403,
     errors.EmailTakenError: 409,
@@ -47,6 +48,8 @@ async def handle_ledger_error(req: Any, resp: Any, error: errors.LedgerError, pa
     _render(resp, STATUS_OF[type(error)], error.code, error.message, **error.details)
     if isinstance(error, errors.UnauthenticatedError):
         resp.set_header("WWW-Authenticate", "Bearer")
+    elif isinstance(error, errors.TooManyAttemptsError):
+        resp.set_header("Retry-After", str(error.details["retry_after_s"]))
 
 
 async def handle_falcon_error(req: Any, resp: Any, error: falcon.HTTPError, params: Any) -> None:
