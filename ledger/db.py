@@ -79,6 +79,23 @@ def pending_migrations(database_url: str, migrations_dir: Path) -> list[str]:
     return [migration.id for migration in backend.to_apply(read_migrations(str(migrations_dir)))]
 
 
+def migration_hashes(migrations_dir: Path) -> frozenset[str]:
+    """Return yoyo's hashes of the migrations in migrations_dir (what an up-to-date database holds)."""
+    return frozenset(migration.hash for migration in read_migrations(str(migrations_dir)))
+
+
+SELECT_APPLIED_MIGRATION_HASHES = "SELECT migration_hash FROM _yoyo_migration"
+
+
+async def applied_migration_hashes(conn: AsyncConnection) -> frozenset[str]:
+    """Return the hashes of the migrations applied to the database (none before the first)."""
+    try:
+        cursor = await conn.execute(SELECT_APPLIED_MIGRATION_HASHES)
+    except psycopg.errors.UndefinedTable:  # yoyo never ran here
+        return frozenset()
+    return frozenset(row[0] for row in await cursor.fetchall())
+
+
 def yoyo_url(database_url: str) -> str:
     """Return database_url with the scheme that makes yoyo use psycopg 3."""
     scheme, _, rest = database_url.partition("://")

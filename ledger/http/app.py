@@ -11,8 +11,9 @@ import falcon.media
 import simplejson
 from psycopg_pool import AsyncConnectionPool
 
+from ledger import db
 from ledger.config import Settings
-from ledger.http import health, parse, payments, session, users
+from ledger.http import health, observe, parse, payments, session, users
 from ledger.http.auth import ADMIN, PUBLIC, Authentication, Tokens
 from ledger.http.errors import register_error_handlers
 from ledger.passwords import Passwords
@@ -45,7 +46,9 @@ def create_app(
     """
     passwords = Passwords(settings.argon2)
     tokens = Tokens(settings.jwt_secret, settings.token_ttl_s)
+    metrics = observe.Metrics(pool)
     middleware: list[Any] = [PoolLifespan(pool)] if pool_lifespan else []
+    middleware.append(observe.Telemetry(metrics))  # first: it times and logs what follows
     middleware.append(Authentication(pool, tokens))
     app = falcon.asgi.App(middleware=middleware)
 
@@ -55,7 +58,7 @@ def create_app(
         dumps=functools.partial(simplejson.dumps, use_decimal=True, separators=(",", ":")),
     )
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = json_handler
-    register_error_handlers(app)
+    register_error_handlers(app, pool)
 
     def route(paths: tuple[str, ...], resource: object) -> None:
         for path in paths:
@@ -75,4 +78,6 @@ def create_app(
     route(("/users/delete/{user_id}", "/admin/users/delete/{user_id}"), users.UserDeletion(pool))
     route(("/webhook/payment",), payments.PaymentWebhook(pool, settings.webhook_secrets))
     route(("/healthz",), health.Health())
+    route(("/readyz",), health.Readiness(pool, db.migration_hashes(settings.migrations_dir)))
+    route(("/metrics",), observe.MetricsEndpoint(metrics))
     return app
