@@ -50,7 +50,15 @@ async def _serve(settings: Settings, url: str, host: str, port: int) -> None:
     app = create_app(settings, pool)  # opens and closes the pool in the ASGI lifespan
     # log_config=None: uvicorn's own lines go through the root logger, as JSON like ours;
     # its access log is off, ledger.http.observe writes one line per request instead.
-    config = uvicorn.Config(app, host=host, port=port, lifespan="on", log_config=None, access_log=False)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
+    )
     server = uvicorn.Server(config)
     # On Ctrl-C or SIGTERM uvicorn lets the requests in flight finish, runs the lifespan
     # shutdown, then raises KeyboardInterrupt again, which main() takes as a normal stop.

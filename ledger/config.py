@@ -55,6 +55,8 @@ class Settings:
     # How long a request waits for a connection before it is answered 503 (the database is
     # down, or every connection is busy): bounded, so an outage is never a hang.
     pool_timeout_s: float = 5.0
+    # On SIGTERM or Ctrl-C, how long requests in flight may take to finish before they are cut.
+    shutdown_timeout_s: float = 30.0
     login_throttle: LoginThrottle = LoginThrottle()
 
     @property
@@ -79,6 +81,9 @@ def settings_from_environment(environ: Mapping[str, str]) -> Settings:
     pool_timeout_s = float(environ.get("LEDGER_POOL_TIMEOUT_S", "5"))
     if not 0 < pool_timeout_s <= 600:
         raise ValueError("LEDGER_POOL_TIMEOUT_S must be a number of seconds above 0, at most 600")
+    shutdown_timeout_s = float(environ.get("LEDGER_SHUTDOWN_TIMEOUT_S", "30"))
+    if not 0 < shutdown_timeout_s <= 3600:
+        raise ValueError("LEDGER_SHUTDOWN_TIMEOUT_S must be a number of seconds above 0, at most 3600")
     return Settings(
         database_url=database_url,
         data_dir=data_dir,
@@ -87,6 +92,7 @@ def settings_from_environment(environ: Mapping[str, str]) -> Settings:
         jwt_secret=jwt_secret.encode() if jwt_secret else kept_jwt_secret(data_dir),
         token_ttl_s=token_ttl_s,
         pool_timeout_s=pool_timeout_s,
+        shutdown_timeout_s=shutdown_timeout_s,
         login_throttle=LoginThrottle(
             failures_per_email_max=_positive_int(environ, "LEDGER_LOGIN_FAILURES_PER_EMAIL_MAX", 10),
             failures_per_address_max=_positive_int(environ, "LEDGER_LOGIN_FAILURES_PER_ADDRESS_MAX", 100),

@@ -47,6 +47,7 @@ def test_a_generated_jwt_secret_is_kept_in_the_data_dir(tmp_path: Path) -> None:
         {"LEDGER_LOGIN_FAILURES_PER_EMAIL_MAX": "0"},
         {"LEDGER_LOGIN_FAILURES_PER_ADDRESS_MAX": "many"},
         {"LEDGER_LOGIN_WINDOW_S": "-5"},
+        {"LEDGER_SHUTDOWN_TIMEOUT_S": "0"},
     ],
 )
 def test_bad_values_are_refused(tmp_path: Path, environ: dict[str, str]) -> None:
@@ -62,10 +63,12 @@ def test_the_login_throttle_and_the_pool_timeout_are_read(tmp_path: Path) -> Non
             "LEDGER_LOGIN_FAILURES_PER_ADDRESS_MAX": "7",
             "LEDGER_LOGIN_WINDOW_S": "60",
             "LEDGER_POOL_TIMEOUT_S": "2.5",
+            "LEDGER_SHUTDOWN_TIMEOUT_S": "12",
         }
     )
     assert settings.login_throttle == LoginThrottle(3, 7, 60)
     assert settings.pool_timeout_s == 2.5
+    assert settings.shutdown_timeout_s == 12
     defaults = settings_from_environment({"LEDGER_DATA_DIR": str(tmp_path)})
     assert defaults.login_throttle == LoginThrottle()
     assert defaults.pool_timeout_s == 5.0
