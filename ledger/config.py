@@ -56,7 +56,7 @@ class Settings:
     # down, or every connection is busy): bounded, so an outage is never a hang.
     pool_timeout_s: float = 5.0
     # On SIGTERM or Ctrl-C, how long requests in flight may take to finish before they are cut.
-    shutdown_timeout_s: float = 30.0
+    shutdown_timeout_s: int = 30
     login_throttle: LoginThrottle = LoginThrottle()
 
     @property
@@ -81,9 +81,7 @@ def settings_from_environment(environ: Mapping[str, str]) -> Settings:
     pool_timeout_s = float(environ.get("LEDGER_POOL_TIMEOUT_S", "5"))
     if not 0 < pool_timeout_s <= 600:
         raise ValueError("LEDGER_POOL_TIMEOUT_S must be a number of seconds above 0, at most 600")
-    shutdown_timeout_s = float(environ.get("LEDGER_SHUTDOWN_TIMEOUT_S", "30"))
-    if not 0 < shutdown_timeout_s <= 3600:
-        raise ValueError("LEDGER_SHUTDOWN_TIMEOUT_S must be a number of seconds above 0, at most 3600")
+    shutdown_timeout_s = _positive_int(environ, "LEDGER_SHUTDOWN_TIMEOUT_S", 30)
     return Settings(
         database_url=database_url,
         data_dir=data_dir,

@@ -16,12 +16,28 @@ FIELDS = ("method", "route", "status", "duration_ms")
 
 
 class JsonFormatter(logging.Formatter):
-    """Format a record as one line of JSON: time, level, logger, message and the known fields."""
+    """Format a record as one line of JSON: time, level, logger, message and the known fields.
+
+    Runs once per request (the access line), so it keeps one encoder and formats each second
+    of the clock once.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._encoder = json.JSONEncoder(ensure_ascii=False, default=str)
+        self._second = -1
+        self._second_text = ""
+
+    def _time_text(self, created: float) -> str:
+        second = int(created)
+        if second != self._second:
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._second_text}.{int((created - second) * 1000):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, object] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": self._time_text(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -34,7 +50,7 @@ class JsonFormatter(logging.Formatter):
                 line[name] = record.__dict__[name]
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, ensure_ascii=False, default=str)
+        return self._encoder.encode(line)
 
 
 def configure(level: int = logging.INFO) -> None:

@@ -107,6 +107,10 @@ class Telemetry:
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
+        # The labelled series of each (method, route, status) seen, so that a request costs no
+        # labels() lookup under prometheus-client's lock. Bounded: known methods, the app's
+        # routes and HTTP statuses.
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def process_request(self, req: Request, resp: Response) -> None:
         req.context.started_at = time.perf_counter()
@@ -130,8 +134,16 @@ class Telemetry:
 
         metrics = self._metrics
         metrics.in_flight.dec()
-        metrics.requests.labels(method, route, str(status)).inc()
-        metrics.latency.labels(method, route).observe(duration_s)
+        series = self._series.get((method, route, status))
+        if series is None:
+            series = (
+                metrics.requests.labels(method, route, str(status)),
+                metrics.latency.labels(method, route),
+            )
+            self._series[(method, route, status)] = series
+        requests, latency = series
+        requests.inc()
+        latency.observe(duration_s)
         if route == WEBHOOK_ROUTE and method == "POST":
             metrics.webhook_outcomes.labels(_webhook_outcome(status, resp.media)).inc()
         fields = {
