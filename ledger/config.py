@@ -29,6 +29,19 @@ CHEAPEST_ARGON2 = Argon2Cost(time_cost=1, memory_cost_kib=8, parallelism=1)
 
 
 @dataclass(frozen=True)
+class LoginThrottle:
+    """How many failed logins a key may have in a window before it is refused until the window ends.
+
+    Two keys are counted for each failure: the email (any email, known or not, so the answer
+    tells nothing about which exist) and the client address.
+    """
+
+    failures_per_email_max: int = 10
+    failures_per_address_max: int = 100
+    window_s: int = 900
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str | None  # None: start the embedded PostgreSQL in data_dir
     data_dir: Path
@@ -39,6 +52,12 @@ class Settings:
     argon2: Argon2Cost = Argon2Cost()
     pool_size_min: int = 2
     pool_size_max: int = 20
+    # How long a request waits for a connection before it is answered 503 (the database is
+    # down, or every connection is busy): bounded, so an outage is never a hang.
+    pool_timeout_s: float = 5.0
+    # On SIGTERM or Ctrl-C, how long requests in flight may take to finish before they are cut.
+    shutdown_timeout_s: int = 30
+    login_throttle: LoginThrottle = LoginThrottle()
 
     @property
     def uses_public_webhook_secret(self) -> bool:
@@ -59,6 +78,10 @@ def settings_from_environment(environ: Mapping[str, str]) -> Settings:
     database_url = environ.get("LEDGER_DATABASE_URL") or None
     if database_url and database_url.partition("://")[0] not in POSTGRES_URL_SCHEMES:
         raise ValueError("LEDGER_DATABASE_URL must look like postgresql://user:password@host:5432/dbname")
+    pool_timeout_s = float(environ.get("LEDGER_POOL_TIMEOUT_S", "5"))
+    if not 0 < pool_timeout_s <= 600:
+        raise ValueError("LEDGER_POOL_TIMEOUT_S must be a number of seconds above 0, at most 600")
+    shutdown_timeout_s = _positive_int(environ, "LEDGER_SHUTDOWN_TIMEOUT_S", 30)
     return Settings(
         database_url=database_url,
         data_dir=data_dir,
@@ -66,7 +89,22 @@ def settings_from_environment(environ: Mapping[str, str]) -> Settings:
         webhook_secrets=webhook_secrets,
         jwt_secret=jwt_secret.encode() if jwt_secret else kept_jwt_secret(data_dir),
         token_ttl_s=token_ttl_s,
+        pool_timeout_s=pool_timeout_s,
+        shutdown_timeout_s=shutdown_timeout_s,
+        login_throttle=LoginThrottle(
+            failures_per_email_max=_positive_int(environ, "LEDGER_LOGIN_FAILURES_PER_EMAIL_MAX", 10),
+            failures_per_address_max=_positive_int(environ, "LEDGER_LOGIN_FAILURES_PER_ADDRESS_MAX", 100),
+            window_s=_positive_int(environ, "LEDGER_LOGIN_WINDOW_S", 900),
+        ),
     )
+
+
+def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    """Return environ[name] as an integer above 0 (default when unset); raise ValueError."""
+    value = int(environ.get(name, str(default)))
+    if value <= 0:
+        raise ValueError(f"{name} must be an integer above 0")
+    return value
 
 
 def kept_jwt_secret(data_dir: Path) -> bytes:

@@ -88,6 +88,23 @@ def pending_migrations(database_url: str, migrations_dir: Path) -> list[str]:
     return [migration.id for migration in backend.to_apply(read_migrations(str(migrations_dir)))]
 
 
+def migration_hashes(migrations_dir: Path) -> frozenset[str]:
+    """Return yoyo's hashes of the migrations in migrations_dir (what an up-to-date database holds)."""
+    return frozenset(migration.hash for migration in read_migrations(str(migrations_dir)))
+
+
+SELECT_APPLIED_MIGRATION_HASHES = "SELECT migration_hash FROM _yoyo_migration"
+
+
+async def applied_migration_hashes(conn: AsyncConnection) -> frozenset[str]:
+    """Return the hashes of the migrations applied to the database (none before the first)."""
+    try:
+        cursor = await conn.execute(SELECT_APPLIED_MIGRATION_HASHES)
+    except psycopg.errors.UndefinedTable:  # yoyo never ran here
+        return frozenset()
+    return frozenset(row[0] for row in await cursor.fetchall())
+
+
 def yoyo_url(database_url: str) -> str:
     """Return database_url with the scheme that makes yoyo use psycopg 3."""
     scheme, _, rest = database_url.partition("://")
@@ -102,14 +119,23 @@ async def _configure(conn: AsyncConnection) -> None:
     await conn.set_autocommit(True)
 
 
-def create_pool(database_url: str, size_min: int, size_max: int) -> AsyncConnectionPool:
-    """Return a closed pool of autocommit connections; open it inside the event loop."""
+def create_pool(
+    database_url: str, size_min: int, size_max: int, timeout_s: float = 5.0
+) -> AsyncConnectionPool:
+    """Return a closed pool of autocommit connections; open it inside the event loop.
+
+    No `check` callback: it would cost a round trip on every request. A connection that a
+    database restart broke fails its request once (503) and is then replaced; the HTTP layer
+    also runs pool.check() after such a failure, so the other idle ones are replaced at once.
+    A lost server is reconnected with the pool's backoff (1 s, 2 s, 4 s, ...); a request waits
+    at most timeout_s for a connection, then gets PoolTimeout (503).
+    """
     return AsyncConnectionPool(
         database_url,
         min_size=size_min,
         max_size=size_max,
         configure=_configure,
         open=False,
-        timeout=10.0,
+        timeout=timeout_s,
         name="ledger",
     )

@@ -43,6 +43,11 @@ class InvalidCredentialsError(LedgerError):
     message = "Wrong email or password."
 
 
+class TooManyAttemptsError(LedgerError):
+    code = "too_many_attempts"
+    message = "Too many failed logins; try again after the number of seconds in Retry-After."
+
+
 class UnauthenticatedError(LedgerError):
     code = "unauthenticated"
     message = "A valid bearer token is required."

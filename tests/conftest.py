@@ -8,6 +8,7 @@ Tests share no rows: each makes its own users, emails and transaction ids.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import uuid
@@ -21,10 +22,60 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from ledger import db
-from ledger.config import CHEAPEST_ARGON2, PUBLIC_EXAMPLE_WEBHOOK_SECRET, REPO_ROOT, Settings
+from ledger.config import CHEAPEST_ARGON2, PUBLIC_EXAMPLE_WEBHOOK_SECRET, REPO_ROOT, LoginThrottle, Settings
 from ledger.http.app import create_app
 from ledger.passwords import Passwords
+from tests.log_scan import KNOWN_SECRETS, SessionLog, secrets_in
 from tests.support import TEST_WEBHOOK_SECRET
+
+# Every log record of the run, kept to be scanned for secrets when the session ends.
+SESSION_LOG = pytest.StashKey[SessionLog]()
+BASE_TEMP = pytest.StashKey[Path]()
+JWT_SECRET = b"test-jwt-secret-" + uuid.uuid4().hex.encode() * 2
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    handler = SessionLog()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(min(root.level, logging.INFO))  # what `ledger serve` logs, the tests log
+    config.stash[SESSION_LOG] = handler
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remember_base_temp(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> None:
+    request.config.stash[BASE_TEMP] = tmp_path_factory.getbasetemp()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if a password, password hash, JWT or webhook secret reached any log:
+    the records of this process, and the real servers' output (*.log under the base temp)."""
+    handler = session.config.stash.get(SESSION_LOG, None)
+    if handler is None:
+        return
+    logging.getLogger().removeHandler(handler)
+    sources = {"this process's log records": "\n".join(handler.lines)}
+    base_temp = session.config.stash.get(BASE_TEMP, None)
+    if base_temp is not None:
+        for path in sorted(base_temp.rglob("*.log")):
+            sources[str(path)] = path.read_text(errors="replace")
+    literals = (*KNOWN_SECRETS, JWT_SECRET.decode())
+    findings = [
+        f"{source}: {finding}" for source, text in sources.items() for finding in secrets_in(text, literals)
+    ]
+    ran_http_tests = any("tests/http/" in item.nodeid for item in session.items)
+    if ran_http_tests and handler.access_lines == 0:
+        findings.append("no access log line was captured: the scan would have seen nothing")
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if findings:
+        if reporter is not None:
+            reporter.write_line(f"\nsecrets in the logs ({len(findings)}):", red=True)
+            for finding in findings[:20]:
+                reporter.write_line(f"  {finding}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    elif reporter is not None:
+        logs = f"{len(handler.lines)} log records and {len(sources) - 1} server logs"
+        reporter.write_line(f"\nlog scan: {logs}, no secret in them")
 
 
 @pytest.fixture(scope="session")
@@ -83,9 +134,12 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         migrations_dir=REPO_ROOT / "sql",
         # A rotated-out secret and the current one: either must verify.
         webhook_secrets=(TEST_WEBHOOK_SECRET, PUBLIC_EXAMPLE_WEBHOOK_SECRET.encode()),
-        jwt_secret=b"test-jwt-secret-" + uuid.uuid4().hex.encode() * 2,
+        jwt_secret=JWT_SECRET,
         token_ttl_s=3600,
         argon2=CHEAPEST_ARGON2,
+        # Every falcon.testing request comes from 127.0.0.1: the suite's many failed logins must
+        # not lock that address. The throttle's own tests set small limits.
+        login_throttle=LoginThrottle(failures_per_email_max=1000, failures_per_address_max=10**6),
     )
 
 

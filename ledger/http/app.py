@@ -11,8 +11,9 @@ import falcon.media
 import simplejson
 from psycopg_pool import AsyncConnectionPool
 
+from ledger import db
 from ledger.config import Settings
-from ledger.http import audit, health, parse, payments, session, users
+from ledger.http import audit, health, observe, parse, payments, session, users
 from ledger.http.auth import ADMIN, PUBLIC, Authentication, Tokens
 from ledger.http.errors import register_error_handlers
 from ledger.passwords import Passwords
@@ -45,7 +46,9 @@ def create_app(
     """
     passwords = Passwords(settings.argon2)
     tokens = Tokens(settings.jwt_secret, settings.token_ttl_s)
+    metrics = observe.Metrics(pool)
     middleware: list[Any] = [PoolLifespan(pool)] if pool_lifespan else []
+    middleware.append(observe.Telemetry(metrics))  # first: it times and logs what follows
     middleware.append(Authentication(pool, tokens))
     app = falcon.asgi.App(middleware=middleware)
 
@@ -55,13 +58,13 @@ def create_app(
         dumps=functools.partial(simplejson.dumps, use_decimal=True, separators=(",", ":")),
     )
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = json_handler
-    register_error_handlers(app)
+    register_error_handlers(app, pool)
 
     def route(paths: tuple[str, ...], resource: object) -> None:
         for path in paths:
             app.add_route(path, resource)
 
-    route(("/login",), session.Login(pool, passwords, tokens))
+    route(("/login",), session.Login(pool, passwords, tokens, settings.login_throttle))
     route(("/register",), users.UserCreation(pool, passwords, access=PUBLIC, parse_body=parse.registration))
     route(("/user/about",), users.About())
     route(("/user/accounts",), users.MyAccounts(pool))
@@ -78,4 +81,6 @@ def create_app(
     route(("/audit/summary",), audit.AuditSummary(pool))
     route(("/audit/payments",), audit.AllPayments(pool))
     route(("/healthz",), health.Health())
+    route(("/readyz",), health.Readiness(pool, db.migration_hashes(settings.migrations_dir)))
+    route(("/metrics",), observe.MetricsEndpoint(metrics))
     return app

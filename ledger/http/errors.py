@@ -6,13 +6,14 @@ method not allowed) keep theirs; a lost database is 503; anything else is a bug:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from http import HTTPStatus
 from typing import Any
 
 import falcon
 import psycopg
-from psycopg_pool import PoolTimeout
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ledger import errors
 
@@ -24,6 +25,7 @@ STATUS_OF: dict[type[errors.LedgerError], int] = {
     errors.InvalidQueryError: 400,
     errors.BodyTooLargeError: 413,
     errors.InvalidCredentialsError: 401,
+    errors.TooManyAttemptsError: 429,
     errors.UnauthenticatedError: 401,
     errors.ForbiddenError: 403,
     errors.EmailTakenError: 409,
@@ -48,6 +50,8 @@ async def handle_ledger_error(req: Any, resp: Any, error: errors.LedgerError, pa
     _render(resp, STATUS_OF[type(error)], error.code, error.message, **error.details)
     if isinstance(error, errors.UnauthenticatedError):
         resp.set_header("WWW-Authenticate", "Bearer")
+    elif isinstance(error, errors.TooManyAttemptsError):
+        resp.set_header("Retry-After", str(error.details["retry_after_s"]))
 
 
 async def handle_falcon_error(req: Any, resp: Any, error: falcon.HTTPError, params: Any) -> None:
@@ -57,10 +61,27 @@ async def handle_falcon_error(req: Any, resp: Any, error: falcon.HTTPError, para
         resp.set_headers(error.headers)
 
 
-async def handle_database_unavailable(req: Any, resp: Any, error: Exception, params: Any) -> None:
-    log.error("database unavailable: %s", type(error).__name__)
-    _render(resp, 503, "database_unavailable", "The database is unavailable; try again shortly.")
-    resp.set_header("Retry-After", "1")
+class DatabaseUnavailable:
+    """The handler of a lost database: 503, and a check of the pool's idle connections.
+
+    After a database restart every idle connection in the pool is broken. The pool replaces
+    one only when a request has failed on it; pool.check() (one at a time, in the background)
+    finds the others at once, so one failed request is enough to renew the whole pool.
+    """
+
+    def __init__(self, pool: AsyncConnectionPool | None) -> None:
+        self._pool = pool
+        self._check: asyncio.Task[None] | None = None
+
+    async def __call__(self, req: Any, resp: Any, error: Exception, params: Any) -> None:
+        log.error("database unavailable: %s", type(error).__name__)
+        _render(resp, 503, "database_unavailable", "The database is unavailable; try again shortly.")
+        resp.set_header("Retry-After", "1")
+        if self._pool is not None and isinstance(error, psycopg.OperationalError) and not self._checking():
+            self._check = asyncio.create_task(self._pool.check())
+
+    def _checking(self) -> bool:
+        return self._check is not None and not self._check.done()
 
 
 async def handle_bug(req: Any, resp: Any, error: Exception, params: Any) -> None:
@@ -68,10 +89,11 @@ async def handle_bug(req: Any, resp: Any, error: Exception, params: Any) -> None
     _render(resp, 500, "internal_error", "Something went wrong on our side.")
 
 
-def register_error_handlers(app: falcon.asgi.App) -> None:
+def register_error_handlers(app: falcon.asgi.App, pool: AsyncConnectionPool | None = None) -> None:
     """Register the handlers; the most specific exception class wins in Falcon."""
     app.add_error_handler(Exception, handle_bug)
     app.add_error_handler(falcon.HTTPError, handle_falcon_error)
     app.add_error_handler(errors.LedgerError, handle_ledger_error)
-    app.add_error_handler(psycopg.OperationalError, handle_database_unavailable)
-    app.add_error_handler(PoolTimeout, handle_database_unavailable)
+    database_unavailable = DatabaseUnavailable(pool)
+    app.add_error_handler(psycopg.OperationalError, database_unavailable)
+    app.add_error_handler(PoolTimeout, database_unavailable)

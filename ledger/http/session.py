@@ -6,6 +6,7 @@ from falcon.asgi import Request, Response
 from psycopg_pool import AsyncConnectionPool
 
 from ledger import commands
+from ledger.config import LoginThrottle
 from ledger.http import parse, render
 from ledger.http.auth import PUBLIC, Tokens
 from ledger.passwords import Passwords
@@ -14,13 +15,18 @@ from ledger.passwords import Passwords
 class Login:
     access = PUBLIC
 
-    def __init__(self, pool: AsyncConnectionPool, passwords: Passwords, tokens: Tokens) -> None:
+    def __init__(
+        self, pool: AsyncConnectionPool, passwords: Passwords, tokens: Tokens, throttle: LoginThrottle
+    ) -> None:
         self._pool = pool
         self._passwords = passwords
         self._tokens = tokens
+        self._throttle = throttle
 
     async def on_post(self, req: Request, resp: Response) -> None:
         email, password = parse.login(await parse.read_body(req))
+        # The address of the TCP peer (uvicorn puts a trusted proxy's X-Forwarded-For here).
+        attempt = commands.LoginAttempt(email, password, req.remote_addr or "unknown")
         async with self._pool.connection() as conn:
-            record = await commands.log_in(conn, self._passwords, email, password)
+            record = await commands.log_in(conn, self._passwords, self._throttle, attempt)
         resp.media = render.token(self._tokens.issue(record), self._tokens.ttl_s, record.id)

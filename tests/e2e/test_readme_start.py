@@ -41,6 +41,14 @@ def postgres_processes(data_dir: Path) -> list[psutil.Process]:
 
 @contextmanager
 def ledger_serve(workdir: Path, port: int, **ledger_env: str) -> Iterator[str]:
+    with ledger_process(workdir, port, **ledger_env) as (base_url, _):
+        yield base_url
+
+
+@contextmanager
+def ledger_process(workdir: Path, port: int, **ledger_env: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Run `ledger serve` until it answers /healthz; yield its URL and process; stop it with
+    SIGINT (unless it stopped already) and check that it exits with 0."""
     # The environment of a newcomer: no database URL, no secrets set (unless given here).
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")} | ledger_env
     log_path = workdir / f"serve-{port}.log"
@@ -66,7 +74,7 @@ def ledger_serve(workdir: Path, port: int, **ledger_env: str) -> Iterator[str]:
                 f"not serving after {START_TIMEOUT_S}s:\n{log_path.read_text()}"
             )
             time.sleep(0.2)
-        yield base_url
+        yield base_url, process
     finally:
         process.send_signal(signal.SIGINT)  # what Ctrl-C sends
         try:

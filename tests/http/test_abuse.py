@@ -1,0 +1,138 @@
+"""Abuse: an unknown email costs the time of a wrong password; SQL-looking and very long strings
+are stored and returned verbatim."""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from falcon.testing import ASGIConductor
+from psycopg_pool import AsyncConnectionPool
+
+from ledger.config import Argon2Cost, Settings
+from ledger.http.app import create_app
+from ledger.http.parse import (
+    EMAIL_LENGTH_MAX,
+    FULL_NAME_LENGTH_MAX,
+    PASSWORD_LENGTH_MAX,
+    TRANSACTION_ID_LENGTH_MAX,
+)
+from tests.http.conftest import Person
+from tests.support import delivery_body, new_account_id, new_email
+
+# Medians of interleaved tries; the band is wide because the machine is shared and noisy. What
+# it must catch is a difference in kind: skipping argon2 for an unknown email makes that login
+# about a hundred times faster at the realistic cost.
+RATIO_BAND = (0.5, 2.0)
+
+
+def ratio_of_medians(first: list[float], second: list[float]) -> float:
+    return statistics.median(first) / statistics.median(second)
+
+
+async def timed_logins(
+    client: ASGIConductor, known_email: str, tries: int
+) -> tuple[list[float], list[float]]:
+    """Return the times of logins with a wrong password and with an unknown email, interleaved
+    (so that a change in the machine's load hits both alike); check that each answer is the same."""
+    wrong_password_s, unknown_email_s = [], []
+    answers = set()
+    for _ in range(tries):
+        for email, times in ((known_email, wrong_password_s), (new_email(), unknown_email_s)):
+            started = time.perf_counter()
+            result = await client.simulate_post("/login", json={"email": email, "password": "wrong-password"})
+            times.append(time.perf_counter() - started)
+            answers.add((result.status_code, result.text))
+    assert answers == {(401, '{"error":"invalid_credentials","message":"Wrong email or password."}')}
+    return wrong_password_s, unknown_email_s
+
+
+async def test_an_unknown_email_and_a_wrong_password_take_a_similar_time(
+    client: ASGIConductor, person: Person
+) -> None:
+    """At the tests' cheapest argon2 a login is mostly the database and HTTP: this shows both
+    paths do the same work there (the same lookups, the same throttle count), over many tries."""
+    wrong_password_s, unknown_email_s = await timed_logins(client, person.user.email, tries=40)
+    ratio = ratio_of_medians(unknown_email_s, wrong_password_s)
+    assert RATIO_BAND[0] < ratio < RATIO_BAND[1], f"unknown/wrong median ratio {ratio:.2f}"
+
+
+@pytest.fixture
+async def realistic_client(settings: Settings, pool: AsyncConnectionPool) -> AsyncIterator[ASGIConductor]:
+    """An app hashing at production cost (argon2-cffi's defaults: 3 passes over 64 MiB)."""
+    app = create_app(dataclasses.replace(settings, argon2=Argon2Cost()), pool, pool_lifespan=False)
+    async with ASGIConductor(app) as conductor:
+        yield conductor
+
+
+async def test_at_the_production_argon2_cost_an_unknown_email_still_costs_a_verification(
+    realistic_client: ASGIConductor,
+) -> None:
+    """Here argon2 dominates, so a few tries show whether the decoy hash is really verified."""
+    email = new_email()
+    registered = await realistic_client.simulate_post(
+        "/register", json={"email": email, "full_name": "Slow Hash", "password": "a-real-password"}
+    )
+    assert registered.status_code == 201
+    wrong_password_s, unknown_email_s = await timed_logins(realistic_client, email, tries=5)
+    ratio = ratio_of_medians(unknown_email_s, wrong_password_s)
+    assert RATIO_BAND[0] < ratio < RATIO_BAND[1], f"unknown/wrong median ratio {ratio:.2f}"
+    median_ms = statistics.median(wrong_password_s) * 1000
+    print(f"median login at production cost: {median_ms:.0f} ms, unknown/wrong ratio {ratio:.2f}")
+
+
+SQL_LIKE = "'; DROP TABLE events; -- %s %(email)s $1 {} \\ \\' \" ) OR '1'='1 /* */ ; COMMIT; ʼ 💸"
+
+
+def fill(pattern: str, length: int) -> str:
+    return (pattern * (length // len(pattern) + 1))[:length]
+
+
+async def test_sql_looking_and_longest_strings_are_stored_and_returned_verbatim(
+    client: ASGIConductor, admin: Person
+) -> None:
+    domain = "@example.com"
+    email = fill("o'Brien\");DROP/**/TABLE/**/users;--%s$1", EMAIL_LENGTH_MAX - len(domain)) + domain
+    full_name = fill(SQL_LIKE, FULL_NAME_LENGTH_MAX)
+    password = fill(SQL_LIKE, PASSWORD_LENGTH_MAX)
+    assert (len(email), len(full_name), len(password)) == (
+        EMAIL_LENGTH_MAX,
+        FULL_NAME_LENGTH_MAX,
+        PASSWORD_LENGTH_MAX,
+    )
+
+    created = await client.simulate_post(
+        "/register", json={"email": email, "full_name": full_name, "password": password}
+    )
+    assert created.status_code == 201, created.text
+    assert (created.json["email"], created.json["full_name"]) == (email, full_name)
+    user_id = created.json["id"]
+
+    login = await client.simulate_post("/login", json={"email": email, "password": password})
+    assert login.status_code == 200, login.text
+    headers = {"Authorization": f"Bearer {login.json['token']}"}
+    about = await client.simulate_get("/user/about", headers=headers)
+    assert (about.json["email"], about.json["full_name"]) == (email, full_name)
+    listed = await client.simulate_get(
+        "/users", params={"after": str(user_id - 1), "limit": "1"}, headers=admin.headers
+    )
+    assert [(row["email"], row["full_name"]) for row in listed.json] == [(email, full_name)]
+
+    transaction_id = fill(SQL_LIKE.replace("💸", "$"), TRANSACTION_ID_LENGTH_MAX)
+    body = delivery_body(user_id, new_account_id(), "1.00", transaction_id)
+    credited = await client.simulate_post("/webhook/payment", json=body)
+    assert credited.status_code == 201, credited.text
+    assert credited.json["transaction_id"] == transaction_id
+    again = await client.simulate_post("/webhook/payment", json=body)
+    assert (again.status_code, again.json["transaction_id"]) == (200, transaction_id)
+    payments = await client.simulate_get("/users/payments", headers=headers)
+    assert [payment["transaction_id"] for payment in payments.json] == [transaction_id]
+
+    # And one character past each limit is refused, not cut.
+    too_long = await client.simulate_post(
+        "/register", json={"email": new_email(), "full_name": full_name + "x", "password": password}
+    )
+    assert (too_long.status_code, too_long.json["error"]) == (422, "invalid_field")

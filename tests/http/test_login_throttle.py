@@ -1,0 +1,108 @@
+"""Login throttling per email and per client address: 429 with Retry-After, a correct password
+included, until the window ends; counted in PostgreSQL, so every worker sees the same counts."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from falcon.testing import ASGIConductor
+from psycopg_pool import AsyncConnectionPool
+
+from ledger.config import LoginThrottle, Settings
+from ledger.http.app import create_app
+from tests.http.conftest import Person
+from tests.support import PASSWORD, new_email
+
+EMAIL_MAX, ADDRESS_MAX, WINDOW_S = 3, 5, 60
+POLL_LIMIT_S = 15
+
+
+@pytest.fixture
+async def throttled(settings: Settings, pool: AsyncConnectionPool) -> AsyncIterator[ASGIConductor]:
+    """A client of an app with small limits (set through Settings, as in production)."""
+    throttle = LoginThrottle(
+        failures_per_email_max=EMAIL_MAX, failures_per_address_max=ADDRESS_MAX, window_s=WINDOW_S
+    )
+    app = create_app(dataclasses.replace(settings, login_throttle=throttle), pool, pool_lifespan=False)
+    async with ASGIConductor(app) as conductor:
+        yield conductor
+
+
+def new_address() -> str:
+    """A client address no other test uses."""
+    number = uuid.uuid4().int
+    return f"10.{number % 256}.{number // 256 % 256}.{number // 65536 % 254 + 1}"
+
+
+async def log_in(client: ASGIConductor, email: str, password: str, address: str):  # noqa: ANN201
+    return await client.simulate_post(
+        "/login", json={"email": email, "password": password}, remote_addr=address
+    )
+
+
+def assert_throttled(result, window_s: int = WINDOW_S) -> None:  # noqa: ANN001
+    assert result.status_code == 429, result.text
+    assert result.json["error"] == "too_many_attempts"
+    assert result.json["message"]
+    assert 1 <= int(result.headers["Retry-After"]) <= window_s
+
+
+async def test_an_email_is_locked_after_its_failures_and_a_correct_password_does_not_pass(
+    throttled: ASGIConductor, person: Person
+) -> None:
+    for _ in range(EMAIL_MAX):  # each from another address: only the email's count grows
+        assert (
+            await log_in(throttled, person.user.email, "wrong-password", new_address())
+        ).status_code == 401
+    assert_throttled(await log_in(throttled, person.user.email, PASSWORD, new_address()))
+    assert_throttled(await log_in(throttled, person.user.email.upper(), PASSWORD, new_address()))
+    assert_throttled(await log_in(throttled, person.user.email, "wrong-password", new_address()))
+
+
+async def test_an_address_is_locked_after_its_failures_whatever_the_email(
+    throttled: ASGIConductor, person: Person
+) -> None:
+    address = new_address()
+    for _ in range(ADDRESS_MAX):  # another email each time: only the address's count grows
+        assert (await log_in(throttled, new_email(), "wrong-password", address)).status_code == 401
+    assert_throttled(await log_in(throttled, person.user.email, PASSWORD, address))
+    # The same user from another address is not locked: its email has no failures.
+    assert (await log_in(throttled, person.user.email, PASSWORD, new_address())).status_code == 200
+
+
+async def test_unknown_emails_are_throttled_like_known_ones(throttled: ASGIConductor) -> None:
+    email = new_email()
+    for _ in range(EMAIL_MAX):
+        assert (await log_in(throttled, email, "wrong-password", new_address())).status_code == 401
+    assert_throttled(await log_in(throttled, email, "wrong-password", new_address()))
+
+
+async def test_a_successful_login_forgets_the_emails_failures(
+    throttled: ASGIConductor, person: Person
+) -> None:
+    for _ in range(3):
+        for _ in range(EMAIL_MAX - 1):
+            result = await log_in(throttled, person.user.email, "wrong-password", new_address())
+            assert result.status_code == 401
+        assert (await log_in(throttled, person.user.email, PASSWORD, new_address())).status_code == 200
+
+
+async def test_the_lock_ends_with_the_window(
+    settings: Settings, pool: AsyncConnectionPool, person: Person
+) -> None:
+    throttle = LoginThrottle(failures_per_email_max=1, failures_per_address_max=ADDRESS_MAX, window_s=1)
+    app = create_app(dataclasses.replace(settings, login_throttle=throttle), pool, pool_lifespan=False)
+    async with ASGIConductor(app) as client:
+        assert (await log_in(client, person.user.email, "wrong-password", new_address())).status_code == 401
+        assert_throttled(await log_in(client, person.user.email, PASSWORD, new_address()), window_s=1)
+        # Refused logins are not counted, so polling does not extend the lock.
+        deadline = time.monotonic() + POLL_LIMIT_S
+        while (result := await log_in(client, person.user.email, PASSWORD, new_address())).status_code == 429:
+            assert time.monotonic() < deadline, f"still locked after {POLL_LIMIT_S}s"
+            await asyncio.sleep(0.05)
+        assert result.status_code == 200, result.text
