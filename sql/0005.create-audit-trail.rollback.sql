@@ -8,5 +8,6 @@ ALTER TABLE events DROP COLUMN stream_version;
 DROP TABLE stream_heads;
 DROP FUNCTION event_hash(bytea, text, text, integer, jsonb);
 DROP FUNCTION redacted(jsonb);
+DROP FUNCTION feed_horizon();
 DROP INDEX events_in_feed_order;
 ALTER TABLE events DROP COLUMN xact_id;

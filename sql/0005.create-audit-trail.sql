@@ -8,19 +8,40 @@
 ALTER TABLE events ADD COLUMN xact_id xid8 NOT NULL DEFAULT pg_current_xact_id();
 CREATE INDEX events_in_feed_order ON events (xact_id, position);
 
+-- The feed's horizon: every transaction below it has ended, as far as this database's events
+-- can tell. pg_snapshot_xmin() alone would do, but it is cluster-wide: one long transaction in
+-- another database of the same server would hold every reader here back. So the horizon is the
+-- oldest transaction still running in this statement's snapshot, leaving out those that
+-- pg_stat_activity or pg_prepared_xacts place in another database. A transaction whose
+-- database cannot be told (it ended since, or its session is hidden) counts as ours: the
+-- horizon only ever errs low, which delays a reader but never skips an event.
+CREATE FUNCTION feed_horizon() RETURNS xid8
+LANGUAGE sql STABLE AS $$
+    SELECT COALESCE(
+        (SELECT min(running.xid)
+         FROM pg_snapshot_xip(pg_current_snapshot()) AS running (xid)
+         WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity AS a
+                           WHERE a.backend_xid = xid(running.xid) AND a.datname <> current_database())
+           AND NOT EXISTS (SELECT 1 FROM pg_prepared_xacts AS p
+                           WHERE p.transaction = xid(running.xid) AND p.database <> current_database())),
+        pg_snapshot_xmax(pg_current_snapshot()))
+$$;
+
 -- What leaves the service in place of a secret (a password hash; a webhook signature, which
 -- would let anyone test guesses of the webhook secret): its SHA-256, which commits to the
 -- value without revealing it. The hash chain covers this redacted form, so an auditor holding
 -- only an export can recompute every hash. Idempotent: a redacted value stays as it is, so an
 -- export loaded into another database chains to the same hashes.
 CREATE FUNCTION redacted(data jsonb) RETURNS jsonb
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    -- One expression (no subquery), so that PostgreSQL inlines it into the calling statement:
+    -- it runs once per appended event and once per event verified.
     SELECT CASE WHEN data ?| ARRAY['password_hash', 'signature'] THEN
-        data || COALESCE(
-            (SELECT jsonb_object_agg(key, 'sha256:' || encode(sha256(convert_to(value, 'UTF8')), 'hex'))
-             FROM jsonb_each_text(data)
-             WHERE key IN ('password_hash', 'signature') AND value NOT LIKE 'sha256:%'),
-            '{}')
+        data || jsonb_strip_nulls(jsonb_build_object(
+            'password_hash', CASE WHEN data->>'password_hash' NOT LIKE 'sha256:%'
+                THEN 'sha256:' || encode(sha256(convert_to(data->>'password_hash', 'UTF8')), 'hex') END,
+            'signature', CASE WHEN data->>'signature' NOT LIKE 'sha256:%'
+                THEN 'sha256:' || encode(sha256(convert_to(data->>'signature', 'UTF8')), 'hex') END))
     ELSE data END
 $$;
 
@@ -28,7 +49,7 @@ $$;
 -- and the event's canonical content, the text of the JSON array [type, stream, version, data].
 CREATE FUNCTION event_hash(previous bytea, type text, stream text, stream_version integer, data jsonb)
 RETURNS bytea
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT sha256(previous || convert_to(jsonb_build_array(type, stream, stream_version, redacted(data))::text, 'UTF8'))
 $$;
 
@@ -74,18 +95,31 @@ ALTER TABLE events ALTER COLUMN hash SET NOT NULL;
 CREATE UNIQUE INDEX events_by_stream_version ON events (stream, stream_version);
 DROP INDEX events_by_stream;
 
--- Every new event is chained as it is appended, in the appending transaction. The upsert
--- locks the stream's head row, so appends to one stream take turns (the commands already
--- hold that stream's projection row) while other streams never wait: no ledger-wide lock.
+-- Every new event is chained as it is appended, in the appending transaction. Writing the
+-- stream's head row locks it, so appends to one stream take turns (the commands already hold
+-- that stream's projection row) while other streams never wait: no ledger-wide lock.
 CREATE FUNCTION chain_event() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO stream_heads AS head (stream, version, hash)
-    VALUES (NEW.stream, 1, event_hash('\x'::bytea, NEW.type, NEW.stream, 1, NEW.data))
-    ON CONFLICT (stream) DO UPDATE
-        SET version = head.version + 1,
-            hash = event_hash(head.hash, NEW.type, NEW.stream, head.version + 1, NEW.data)
-    RETURNING version, hash INTO NEW.stream_version, NEW.hash;
+    -- Most appends extend a stream that exists: update its head first.
+    UPDATE stream_heads AS head
+    SET version = head.version + 1,
+        hash = event_hash(head.hash, NEW.type, NEW.stream, head.version + 1, NEW.data)
+    WHERE head.stream = NEW.stream
+    RETURNING head.version, head.hash INTO NEW.stream_version, NEW.hash;
+    IF NOT FOUND THEN
+        INSERT INTO stream_heads AS head (stream, version, hash)
+        VALUES (NEW.stream, 1, event_hash('\x'::bytea, NEW.type, NEW.stream, 1, NEW.data))
+        ON CONFLICT (stream) DO NOTHING
+        RETURNING head.version, head.hash INTO NEW.stream_version, NEW.hash;
+        IF NOT FOUND THEN  -- a concurrent first append to this stream committed first
+            UPDATE stream_heads AS head
+            SET version = head.version + 1,
+                hash = event_hash(head.hash, NEW.type, NEW.stream, head.version + 1, NEW.data)
+            WHERE head.stream = NEW.stream
+            RETURNING head.version, head.hash INTO NEW.stream_version, NEW.hash;
+        END IF;
+    END IF;
     RETURN NEW;
 END
 $$;

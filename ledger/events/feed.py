@@ -3,9 +3,10 @@
 Positions are drawn when an event is appended, not when its transaction commits: a slow
 transaction can commit position 7 after a reader already saw 8. So the feed orders events by
 (writing transaction id, position) and hands out only the events of transactions older than
-the oldest transaction still running (pg_snapshot_xmin). Every transaction below that line has
-finished, so nothing can ever appear behind a cursor: a follower never misses an event and,
-since the cursor only moves forward, never sees one twice. No writer waits for any of this.
+the oldest transaction still running in this database (feed_horizon(), sql/0005). Every
+transaction below that line has ended, so nothing can ever appear behind a cursor: a follower
+never misses an event and, since the cursor only moves forward, never sees one twice. No
+writer waits for any of this; a long writing transaction only delays the readers.
 
 Secrets leave only as their SHA-256 (see redacted() in sql/0005).
 """
@@ -29,7 +30,7 @@ SELECT_FEED_PAGE = """
            redacted(data)::text AS data_text, transaction_id, encode(hash, 'hex') AS hash, recorded_at
     FROM events
     WHERE (xact_id, position) > (%(xact_id)s::text::xid8, %(position)s)
-      AND xact_id < pg_snapshot_xmin(pg_current_snapshot())
+      AND xact_id < feed_horizon()
     ORDER BY xact_id, position
     LIMIT %(limit)s
 """
@@ -37,7 +38,7 @@ SELECT_FEED_PAGE = """
 COUNT_FEED_EVENTS = """
     SELECT count(*) FROM events
     WHERE (xact_id, position) > (%(xact_id)s::text::xid8, %(position)s)
-      AND xact_id < pg_snapshot_xmin(pg_current_snapshot())
+      AND xact_id < feed_horizon()
 """
 
 

@@ -112,7 +112,7 @@ SELECT_FEED_PREFIX_BALANCE_SUMMARY = """
     WITH prefix AS (
         SELECT type, data FROM events
         WHERE (xact_id, position) <= (%(xact_id)s::text::xid8, %(position)s)
-          AND xact_id < pg_snapshot_xmin(pg_current_snapshot())
+          AND xact_id < feed_horizon()
     ), balances AS (
         SELECT (o.data->>'account_id')::bigint AS id, COALESCE(c.balance, 0)::numeric(20,2) AS balance
         FROM prefix AS o
@@ -131,9 +131,9 @@ SELECT_FEED_PREFIX_BALANCE_SUMMARY = """
 # The feed's head: the last event a follower can be handed now.
 SELECT_FEED_HEAD = """
     SELECT xact_id::text, position, (SELECT count(*) FROM events
-                                     WHERE xact_id < pg_snapshot_xmin(pg_current_snapshot()))
+                                     WHERE xact_id < feed_horizon())
     FROM events
-    WHERE xact_id < pg_snapshot_xmin(pg_current_snapshot())
+    WHERE xact_id < feed_horizon()
     ORDER BY xact_id DESC, position DESC
     LIMIT 1
 """

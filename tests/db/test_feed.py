@@ -15,6 +15,7 @@ from ledger.config import CHEAPEST_ARGON2
 from ledger.events import feed
 from ledger.events.feed import Cursor
 from ledger.passwords import Passwords
+from tests.conftest import drop_database, fresh_database
 from tests.support import PASSWORD, delivery, new_account_id, new_email
 
 SELECT_ALL_POSITIONS = "SELECT position FROM events ORDER BY position"
@@ -72,6 +73,30 @@ async def test_a_transaction_committed_late_is_still_handed_to_a_follower_once(o
 
         # Nothing more, and nothing again.
         assert (await follow(reader, cursor))[0] == []
+
+
+async def test_a_long_transaction_in_another_database_does_not_hold_the_feed_back(
+    own_database: str, server_url: str
+) -> None:
+    other_database = fresh_database(server_url, "ledger_other")
+    try:
+        async with (
+            await psycopg.AsyncConnection.connect(other_database, autocommit=True) as elsewhere,
+            await psycopg.AsyncConnection.connect(own_database, autocommit=True) as conn,
+        ):
+            await elsewhere.execute("BEGIN")
+            await elsewhere.execute("SELECT pg_current_xact_id()")  # holds an xid, as a writer does
+            seen, _ = await follow(conn, feed.START)
+            user = await commands.register(
+                conn, Passwords(CHEAPEST_ARGON2), NewUser(new_email(), "N", PASSWORD)
+            )
+            seen_after, _ = await follow(conn, feed.START)
+            await elsewhere.execute("ROLLBACK")
+    finally:
+        drop_database(server_url, other_database)
+    registered = [p for p in seen_after if p not in seen]
+    assert len(registered) == 1, "the new user's event was held back by another database's transaction"
+    assert user.id
 
 
 async def test_a_follower_of_concurrent_writers_gets_every_event_exactly_once(own_database: str) -> None:
