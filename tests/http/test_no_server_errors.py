@@ -61,9 +61,17 @@ bodies = st.one_of(json_values, webhook_like, user_like).map(
 
 
 queries = st.dictionaries(
-    st.sampled_from(["limit", "after", "x"]),
-    st.sampled_from(["", "0", "1", "-1", "1000", "1001", "9" * 25, "abc", "\x00", "１"]),
-    max_size=2,
+    st.sampled_from(["limit", "after", "x", "as_of", "through", "user_id"]),
+    st.sampled_from(
+        [
+            *("", "0", "1", "-1", "1000", "1001", "9" * 25, "abc", "\x00", "１"),
+            # feed cursors and times at and past their limits
+            *("1-1", "0-0", "18446744073709551615-9223372036854775807", "18446744073709551616-1"),
+            *("2026-11-26T12:00:00Z", "0001-01-01T00:00:00+00:00", "9999-12-31T23:59:59-23:59"),
+            *("2026-02-30T00:00:00Z", "2026-11-26T12:00:00"),
+        ]
+    ),
+    max_size=3,
 )
 
 
@@ -111,7 +119,13 @@ async def test_public_endpoints_answer_bad_input_with_a_4xx_json_error(
             st.sampled_from(["/users/delete/0", "/users/delete/abc", "/users/delete/" + "9" * 30]),
         ),
         st.tuples(
-            st.just("GET"), st.sampled_from(["/users", "/admin/users", "/users/payments", "/user/payments"])
+            st.just("GET"),
+            st.sampled_from(
+                [
+                    *("/users", "/admin/users", "/audit/users", "/users/payments", "/user/payments"),
+                    *("/user/accounts", "/events", "/audit/summary", "/audit/payments"),
+                ]
+            ),
         ),
     ),
     body=bodies,
