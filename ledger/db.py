@@ -59,6 +59,11 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
         server.cleanup()
 
 
+# For a transaction that sorts or hashes the whole log (a rebuild, a verification): a million
+# rows stay in memory instead of spilling to disk. SET LOCAL: it ends with the transaction.
+SET_BULK_WORK_MEM = "SET LOCAL work_mem = '256MB'"
+
+
 def migrate(database_url: str, migrations_dir: Path, *, with_seeds: bool = True) -> list[str]:
     """Apply the pending migrations of migrations_dir; return their ids.
 

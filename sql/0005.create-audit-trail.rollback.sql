@@ -7,6 +7,7 @@ ALTER TABLE events DROP COLUMN hash;
 ALTER TABLE events DROP COLUMN stream_version;
 DROP TABLE stream_heads;
 DROP FUNCTION event_hash(bytea, text, text, integer, jsonb);
+DROP FUNCTION event_digest(text, text, integer, jsonb);
 DROP FUNCTION redacted(jsonb);
 DROP FUNCTION feed_horizon();
 DROP INDEX events_in_feed_order;

@@ -15,74 +15,76 @@ from decimal import Decimal
 from psycopg import AsyncConnection, IsolationLevel
 from psycopg.rows import class_row
 
+from ledger import db
 from ledger.events import export, store
 from ledger.projections import users
 from ledger.projections.accounts import AccountView
 from ledger.projections.history import EVERYTHING, BalanceSummary, Cut, live_balance_summary
 from ledger.projections.users import UserView
 
+# The users rebuild updates rows by id, so it keeps the indexes; accounts and payments are
+# filled in bulk, and an index kept up to date row by row would cost more than the rebuild.
 CREATE_REBUILD_TABLES = (
     "CREATE TEMP TABLE users (LIKE public.users INCLUDING ALL) ON COMMIT DROP",
-    "CREATE TEMP TABLE accounts (LIKE public.accounts INCLUDING ALL) ON COMMIT DROP",
-    "CREATE TEMP TABLE payments (LIKE public.payments INCLUDING ALL) ON COMMIT DROP",
+    "CREATE TEMP TABLE accounts (LIKE public.accounts INCLUDING DEFAULTS) ON COMMIT DROP",
+    "CREATE TEMP TABLE payments (LIKE public.payments INCLUDING DEFAULTS) ON COMMIT DROP",
 )
+
 
 LOCK_AND_EMPTY_LIVE_TABLES = (
     "LOCK TABLE public.users, public.accounts, public.payments IN ACCESS EXCLUSIVE MODE",
     "TRUNCATE public.payments, public.accounts, public.users",
 )
 
-# A balance is the sum of its account's payments, exactly as they were sent.
 INSERT_ACCOUNTS_FROM_LOG = """
     INSERT INTO accounts (id, user_id, balance)
-    SELECT opened.account_id, opened.user_id, COALESCE(credited.balance, 0)
-    FROM (
-        SELECT (data->>'account_id')::bigint AS account_id, (data->>'user_id')::bigint AS user_id
-        FROM events WHERE type = 'AccountOpened'
-          AND (%(through_position)s::bigint IS NULL OR position <= %(through_position)s)
-          AND (%(through_time)s::timestamptz IS NULL OR recorded_at <= %(through_time)s)
-    ) AS opened
-    LEFT JOIN (
-        SELECT (data->>'account_id')::bigint AS account_id, sum((data->>'amount')::numeric) AS balance
-        FROM events WHERE type = 'PaymentReceived'
-          AND (%(through_position)s::bigint IS NULL OR position <= %(through_position)s)
-          AND (%(through_time)s::timestamptz IS NULL OR recorded_at <= %(through_time)s)
-        GROUP BY 1
-    ) AS credited USING (account_id)
-"""
-
-INSERT_PAYMENTS_FROM_LOG = """
-    INSERT INTO payments (id, transaction_id, user_id, account_id, amount, balance_after, created_at)
-    SELECT position, transaction_id, (data->>'user_id')::bigint, (data->>'account_id')::bigint,
-           (data->>'amount')::numeric,
-           sum((data->>'amount')::numeric) OVER (
-               PARTITION BY (data->>'account_id')::bigint ORDER BY position),
-           recorded_at
-    FROM events WHERE type = 'PaymentReceived'
+    SELECT (data->>'account_id')::bigint, (data->>'user_id')::bigint, 0
+    FROM events WHERE type = 'AccountOpened'
       AND (%(through_position)s::bigint IS NULL OR position <= %(through_position)s)
       AND (%(through_time)s::timestamptz IS NULL OR recorded_at <= %(through_time)s)
 """
 
-# Rows of one side missing from the other, for each projection (the temporary tables are the
-# rebuild, public.* the live tables).
+INSERT_PAYMENTS_FROM_LOG = """
+    INSERT INTO payments (id, transaction_id, user_id, account_id, amount, balance_after, created_at)
+    SELECT position, transaction_id, user_id, account_id, amount,
+           sum(amount) OVER (PARTITION BY account_id ORDER BY position),
+           recorded_at
+    FROM (
+        SELECT position, transaction_id, recorded_at, (data->>'user_id')::bigint AS user_id,
+               (data->>'account_id')::bigint AS account_id, (data->>'amount')::numeric AS amount
+        FROM events WHERE type = 'PaymentReceived'
+          AND (%(through_position)s::bigint IS NULL OR position <= %(through_position)s)
+          AND (%(through_time)s::timestamptz IS NULL OR recorded_at <= %(through_time)s)
+    ) AS received
+"""
+
+# A balance is the sum of its account's payments, exactly as they were sent (the payments
+# rows hold the amounts of the PaymentReceived events, just rebuilt from the log).
+CREDIT_ACCOUNTS_FROM_PAYMENTS = """
+    UPDATE accounts SET balance = credited.balance
+    FROM (SELECT account_id, sum(amount) AS balance FROM payments GROUP BY account_id) AS credited
+    WHERE accounts.id = credited.account_id
+"""
+
+# Rows of one side missing from the other, or different, for each projection (the temporary
+# tables are the rebuild, public.* the live tables): one hash join on the key per projection.
 SELECT_DIFFERENCES = """
-    (SELECT 'users' AS projection, 'only in rebuild' AS side, row_to_json(r)::text AS row
-     FROM (SELECT * FROM pg_temp.users EXCEPT SELECT * FROM public.users) AS r)
-    UNION ALL
-    (SELECT 'users', 'only in live', row_to_json(r)::text
-     FROM (SELECT * FROM public.users EXCEPT SELECT * FROM pg_temp.users) AS r)
-    UNION ALL
-    (SELECT 'accounts', 'only in rebuild', row_to_json(r)::text
-     FROM (SELECT * FROM pg_temp.accounts EXCEPT SELECT * FROM public.accounts) AS r)
-    UNION ALL
-    (SELECT 'accounts', 'only in live', row_to_json(r)::text
-     FROM (SELECT * FROM public.accounts EXCEPT SELECT * FROM pg_temp.accounts) AS r)
-    UNION ALL
-    (SELECT 'payments', 'only in rebuild', row_to_json(r)::text
-     FROM (SELECT * FROM pg_temp.payments EXCEPT SELECT * FROM public.payments) AS r)
-    UNION ALL
-    (SELECT 'payments', 'only in live', row_to_json(r)::text
-     FROM (SELECT * FROM public.payments EXCEPT SELECT * FROM pg_temp.payments) AS r)
+    SELECT projection, side, row
+    FROM (
+        SELECT 'users' AS projection, row_to_json(r)::text AS rebuilt, row_to_json(l)::text AS live
+        FROM pg_temp.users AS r FULL JOIN public.users AS l ON r.id = l.id
+        WHERE ROW(r.*) IS DISTINCT FROM ROW(l.*)
+        UNION ALL
+        SELECT 'accounts', row_to_json(r)::text, row_to_json(l)::text
+        FROM pg_temp.accounts AS r FULL JOIN public.accounts AS l ON r.id = l.id
+        WHERE ROW(r.*) IS DISTINCT FROM ROW(l.*)
+        UNION ALL
+        SELECT 'payments', row_to_json(r)::text, row_to_json(l)::text
+        FROM pg_temp.payments AS r FULL JOIN public.payments AS l ON r.id = l.id
+        WHERE ROW(r.*) IS DISTINCT FROM ROW(l.*)
+    ) AS differing
+    CROSS JOIN LATERAL (VALUES ('only in rebuild', rebuilt), ('only in live', live)) AS sides (side, row)
+    WHERE row IS NOT NULL
     LIMIT %(limit)s
 """
 
@@ -175,8 +177,10 @@ async def rebuild(conn: AsyncConnection, cut: Cut = EVERYTHING) -> None:
     up to the cut."""
     async for _position, event in store.read(conn, USER_EVENT_TYPES, cut.position, cut.time):
         await users.apply(conn, event)  # type: ignore[arg-type]
+    await conn.execute(db.SET_BULK_WORK_MEM)
     await conn.execute(INSERT_ACCOUNTS_FROM_LOG, cut.params)
     await conn.execute(INSERT_PAYMENTS_FROM_LOG, cut.params)
+    await conn.execute(CREDIT_ACCOUNTS_FROM_PAYMENTS)
 
 
 @dataclass(frozen=True)
