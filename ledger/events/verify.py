@@ -28,7 +28,7 @@ from ledger import db
 # Each event's content is digested in one unordered scan (which PostgreSQL may run in
 # parallel); only narrow rows are then sorted into streams and chained.
 SELECT_FINDINGS = """
-    WITH digested AS (
+    WITH digested AS MATERIALIZED (
         SELECT position, stream, stream_version, hash,
                event_digest(type, stream, stream_version, data) AS digest,
                type <> 'PaymentReceived'
