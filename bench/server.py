@@ -103,3 +103,16 @@ def resident_mb(process: subprocess.Popen[bytes]) -> dict[str, float]:
         except psutil.NoSuchProcess:
             continue
     return sizes
+
+
+def cpu_s(process: subprocess.Popen[bytes]) -> float:
+    """Return the CPU seconds (user + system) used so far by the server and its workers."""
+    root = psutil.Process(process.pid)
+    total = 0.0
+    for member in [root, *root.children(recursive=True)]:
+        try:
+            times = member.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
