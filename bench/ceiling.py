@@ -20,7 +20,7 @@ from typing import Any
 
 from bench.seed import Population
 from ledger import commands
-from ledger.projections import accounts, users
+from ledger.projections import accounts
 
 PARAMETER = re.compile(r"%\((\w+)\)s")
 
@@ -44,7 +44,7 @@ WEBHOOK_PARAMETERS = {
 
 def accounts_read_statements() -> list[str]:
     """Return the SQL of one authenticated GET /user/accounts, in the order the service runs it."""
-    return [users.SELECT_LIVE_USER, accounts.SELECT_ACCOUNTS_OF_USER]
+    return [accounts.SELECT_ACCOUNTS_OF_LIVE_USER]
 
 
 ACCOUNTS_PARAMETERS = {"user_id": ":u", "credentials_version": "1"}
