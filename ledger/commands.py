@@ -14,6 +14,7 @@ from psycopg import AsyncConnection
 from psycopg.errors import NumericValueOutOfRange, UniqueViolation
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
 
 from ledger import errors
 from ledger.events import PaymentReceived, UserDeleted, UserRegistered, UserUpdated, store
@@ -131,9 +132,13 @@ async def delete_user(conn: AsyncConnection, acting_user_id: int, user_id: int) 
         await store.append(conn, event)
 
 
-async def log_in(conn: AsyncConnection, passwords: Passwords, email: str, password: str) -> LoginRecord:
+async def log_in(pool: AsyncConnectionPool, passwords: Passwords, email: str, password: str) -> LoginRecord:
     """Return the user whose email and password these are; raise InvalidCredentialsError."""
-    record = await users.login_record(conn, email)
+    # The connection goes back to the pool before argon2 runs: under a burst of logins the
+    # hashes queue for threads for seconds, and connections held meanwhile ran the pool dry
+    # (503s for logins and webhooks alike; seen in the bench's login scenario).
+    async with pool.connection() as conn:
+        record = await users.login_record(conn, email)
     # verify() spends the same time whether or not the email is known.
     matches = await passwords.verify(record.password_hash if record else None, password)
     if record is None or not matches:

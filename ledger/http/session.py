@@ -21,6 +21,5 @@ class Login:
 
     async def on_post(self, req: Request, resp: Response) -> None:
         email, password = parse.login(await parse.read_body(req))
-        async with self._pool.connection() as conn:
-            record = await commands.log_in(conn, self._passwords, email, password)
+        record = await commands.log_in(self._pool, self._passwords, email, password)
         resp.media = render.token(self._tokens.issue(record), self._tokens.ttl_s, record.id)
