@@ -50,7 +50,8 @@ def serve(settings: Settings, host: str, port: int, workers: int, access_log: bo
         # at once: a burst of 32 keep-alive connections went 29 to one worker and 3 to the
         # other (bench, psutil), which then served alone, past its pool size. With this libuv
         # setting each worker accepts one connection per wakeup: 16 and 16.
-        os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
+        if workers > 1:
+            os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
         # uvicorn.run, not Server.serve under our own asyncio.run: only uvicorn.run installs
         # uvloop (our asyncio.run ran the stdlib loop, slower on every read and write). With one worker it
         # serves in this process; with more, each worker process imports worker_app and builds
