@@ -94,6 +94,8 @@ CREDIT_SEEDED_PAYMENTS = """
     WHERE accounts.id = credited.account_id
 """
 
+SELECT_PAYMENTS_LIKE = "SELECT count(*) FROM payments WHERE transaction_id LIKE %(pattern)s"
+
 SELECT_TOTALS = """
     SELECT (SELECT COALESCE(sum(balance), 0) FROM accounts),
            (SELECT COALESCE(sum((data->>'amount')::numeric), 0) FROM events WHERE type = 'PaymentReceived'),
@@ -165,3 +167,11 @@ def totals(database_url: str) -> tuple[Decimal, Decimal, int]:
         row = conn.execute(SELECT_TOTALS).fetchone()
     assert row is not None
     return row[0], row[1], row[2]
+
+
+def count_payments_like(database_url: str, pattern: str) -> int:
+    """Return how many payments have a transaction id LIKE pattern."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(SELECT_PAYMENTS_LIKE, {"pattern": pattern}).fetchone()
+    assert row is not None
+    return row[0]
