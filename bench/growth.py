@@ -61,6 +61,10 @@ def growth(options: Options, log_dir: Path, rounds: int = ROUNDS) -> dict[str, A
             "median_rps": rps,
             "rps_per_round": [figure["rps"] for figure in figures[name]],
             "p99_ms_per_round": [figure["p99_ms"] for figure in figures[name]],
+            # What the code costs per delivery, which the machine's other loads barely move.
+            "median_server_cpu_ms_per_request": statistics.median(
+                figure["server_cpu_ms_per_request"] for figure in figures[name]
+            ),
             "errors": sum(figure["errors"] for figure in figures[name]),
             "ratio_to_small": round(rps / small_rps, 3),
             "within_20pct_of_small": rps >= 0.8 * small_rps,
