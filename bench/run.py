@@ -338,9 +338,10 @@ def targets(report: dict[str, Any]) -> dict[str, bool]:
 
 def table(report: dict[str, Any]) -> str:
     """Return the report as a table for people."""
-    rows = [("scenario", "rps", "p50 ms", "p99 ms", "errors", "ratio")]
+    rows = [("scenario", "rps", "p50 ms", "p99 ms", "errors", "ratio", "server CPU ms/request")]
     for name, figures in report["scenarios"].items():
         ratio = figures.get("ratio_to_ceiling")
+        cpu = figures.get("server_cpu_ms_per_request")
         rows.append(
             (
                 name,
@@ -349,6 +350,7 @@ def table(report: dict[str, Any]) -> str:
                 f"{figures['p99_ms']:.1f}",
                 str(figures["errors"]),
                 "" if ratio is None else f"{ratio:.0%} of ceiling",
+                "" if cpu is None else f"{cpu:.2f}",
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
