@@ -213,11 +213,13 @@ def main(argv: list[str] | None = None) -> int:
         print(simplejson.dumps(report, indent=2))
     else:
         print(
-            f"{report['events']} events ({report['payment_events']} payments) over {report['accounts']} accounts"
+            f"{report['events']} events ({report['payment_events']} payments) "
+            f"over {report['accounts']} accounts"
         )
         print(f"filled in {report['fill_s']} s; projections built in {report['projections_built_s']} s")
         print(
-            f"{'run':>3} {'scan s':>7} {'replay s':>9} {'verify s':>9} {'verify ev/s':>12} {'replay/scan':>11}"
+            f"{'run':>3} {'scan s':>7} {'replay s':>9} {'verify s':>9} "
+            f"{'verify ev/s':>12} {'replay/scan':>11}"
         )
         for number, r in enumerate(report["runs"], start=1):
             print(

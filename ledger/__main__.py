@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
+import falcon.asgi
 import psycopg
 import uvicorn
 
@@ -37,7 +38,7 @@ def database(settings: Settings) -> Iterator[str]:
         yield url
 
 
-def serve(settings: Settings, host: str, port: int) -> None:
+def serve(settings: Settings, host: str, port: int, workers: int) -> None:
     if settings.uses_public_webhook_secret:
         log.warning(
             "LEDGER_WEBHOOK_SECRETS holds the public example secret: anyone can sign payments. "
@@ -46,27 +47,50 @@ def serve(settings: Settings, host: str, port: int) -> None:
     with database(settings) as url:
         applied = db.migrate(url, settings.migrations_dir)
         log.info("migrations applied: %s", ", ".join(applied) or "none pending")
-        asyncio.run(_serve(settings, url, host, port))
+        # The workers build their settings from the environment (worker_app): they must find
+        # the database this process chose, the embedded one included.
+        os.environ["LEDGER_DATABASE_URL"] = url
+        # The workers share one listening socket, and libuv accepts every pending connection
+        # at once: a burst of 32 keep-alive connections went 29 to one worker and 3 to the
+        # other (bench, psutil), which then served alone, past its pool size. With this libuv
+        # setting each worker accepts one connection per wakeup: 16 and 16.
+        if workers > 1:
+            os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
+        # uvicorn.run, not Server.serve under our own asyncio.run: only uvicorn.run installs
+        # uvloop (our asyncio.run ran the stdlib loop, slower on every read and write). With one worker it
+        # serves in this process; with more, each worker process imports worker_app and builds
+        # its own app and pool in its own event loop. On Ctrl-C or SIGTERM the requests in
+        # flight finish and each lifespan closes its pool; with one worker uvicorn then raises
+        # KeyboardInterrupt again, which main() takes as a normal stop.
+        uvicorn.run(
+            "ledger.__main__:worker_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            http="ledger.http.protocol:OneWriteHttpToolsProtocol",  # one write() per response
+            lifespan="on",
+            log_level="info",
+            # uvicorn's own lines go through the root logger, as JSON like ours; its access log
+            # is off: ledger.http.observe writes one JSON line per request instead.
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=settings.shutdown_timeout_s,
+        )
 
 
-async def _serve(settings: Settings, url: str, host: str, port: int) -> None:
-    pool = db.create_pool(url, settings.pool_size_min, settings.pool_size_max, settings.pool_timeout_s)
-    app = create_app(settings, pool)  # opens and closes the pool in the ASGI lifespan
-    # log_config=None: uvicorn's own lines go through the root logger, as JSON like ours;
-    # its access log is off, ledger.http.observe writes one line per request instead.
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        lifespan="on",
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=settings.shutdown_timeout_s,
+def worker_app() -> falcon.asgi.App:
+    """Return the app of one server process, with its own (closed) pool; called by uvicorn.
+
+    The pool opens in the ASGI lifespan, in the event loop of the process that serves.
+    """
+    logs.configure()  # a worker process starts afresh: it logs JSON like the main one
+    settings = settings_from_environment(os.environ)
+    assert settings.database_url, "serve() sets LEDGER_DATABASE_URL before starting the workers"
+    pool = db.create_pool(
+        settings.database_url, settings.pool_size_min, settings.pool_size_max, settings.pool_timeout_s
     )
-    server = uvicorn.Server(config)
-    # On Ctrl-C or SIGTERM uvicorn lets the requests in flight finish, runs the lifespan
-    # shutdown, then raises KeyboardInterrupt again, which main() takes as a normal stop.
-    await server.serve()
+    return create_app(settings, pool)
 
 
 def migrate(settings: Settings) -> None:
@@ -176,6 +200,13 @@ class Progress:
         sys.stderr.flush()
 
 
+def _positive(text: str) -> int:
+    number = int(text)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return number
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -186,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser = commands.add_parser("serve", help="migrate, then serve HTTP")
     serve_parser.add_argument("--host", default="127.0.0.1")
     serve_parser.add_argument("--port", type=int, default=8000)
+    serve_parser.add_argument(
+        "--workers", type=_positive, default=1, help="server processes sharing the port (default 1)"
+    )
     commands.add_parser("migrate", help="apply the pending migrations")
     replay_parser = commands.add_parser(
         "replay", help="rebuild the projections from the event log and compare them with the live ones"
@@ -221,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         # is stopped on the way out instead of left running.
         signal.signal(signal.SIGTERM, _interrupt)
         try:
-            serve(settings, args.host, args.port)
+            serve(settings, args.host, args.port, args.workers)
         except KeyboardInterrupt:
             log.info("stopped")
     elif args.command == "migrate":

@@ -14,6 +14,7 @@ from psycopg import AsyncConnection
 from psycopg.errors import NumericValueOutOfRange, UniqueViolation
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
 
 from ledger import errors, login_throttle
 from ledger.config import LoginThrottle
@@ -152,7 +153,7 @@ async def delete_user(conn: AsyncConnection, acting_user_id: int, user_id: int) 
 
 
 async def log_in(
-    conn: AsyncConnection,
+    pool: AsyncConnectionPool,
     passwords: Passwords,
     throttle: LoginThrottle,
     attempt: LoginAttempt,
@@ -163,15 +164,21 @@ async def log_in(
     get through a lock-out either), InvalidCredentialsError.
     """
     keys = login_throttle.Keys.of(attempt.email, attempt.client_address)
-    email_failed = await login_throttle.refuse_if_locked(conn, throttle, keys)
-    record = await users.login_record(conn, attempt.email)
+    # The connection goes back to the pool before argon2 runs: under a burst of logins the
+    # hashes queue for threads for seconds, and connections held meanwhile ran the pool dry
+    # (503s for logins and webhooks alike; seen in the bench's login scenario).
+    async with pool.connection() as conn:
+        email_failed = await login_throttle.refuse_if_locked(conn, throttle, keys)
+        record = await users.login_record(conn, attempt.email)
     # verify() spends the same time whether or not the email is known.
     matches = await passwords.verify(record.password_hash if record else None, attempt.password)
     if record is None or not matches:
-        await login_throttle.count_failure(conn, throttle, keys)
+        async with pool.connection() as conn:
+            await login_throttle.count_failure(conn, throttle, keys)
         raise errors.InvalidCredentialsError()
     if email_failed:
-        await login_throttle.forget_failures(conn, keys)
+        async with pool.connection() as conn:
+            await login_throttle.forget_failures(conn, keys)
     return record
 
 

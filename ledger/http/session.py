@@ -27,6 +27,5 @@ class Login:
         email, password = parse.login(await parse.read_body(req))
         # The address of the TCP peer (uvicorn puts a trusted proxy's X-Forwarded-For here).
         attempt = commands.LoginAttempt(email, password, req.remote_addr or "unknown")
-        async with self._pool.connection() as conn:
-            record = await commands.log_in(conn, self._passwords, self._throttle, attempt)
+        record = await commands.log_in(self._pool, self._passwords, self._throttle, attempt)
         resp.media = render.token(self._tokens.issue(record), self._tokens.ttl_s, record.id)

@@ -11,7 +11,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from ledger import commands
 from ledger.commands import NewUser
-from ledger.http import parse, render
+from ledger.http import auth, parse, render
 from ledger.http.auth import ADMIN, AUDIT, USER
 from ledger.passwords import Passwords
 from ledger.projections import accounts, history, users
@@ -36,18 +36,22 @@ class About:
 
 class MyAccounts:
     access = USER
+    checks_revocation = True  # one statement reads the accounts and checks the token's user
 
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
 
     async def on_get(self, req: Request, resp: Response) -> None:
+        claims = req.context.claims
         cut = parse.as_of(req.get_param("as_of"))
         async with self._pool.connection() as conn:
             if cut is None:
-                views = await accounts.accounts_of_user(conn, req.context.user.id)
+                found = await accounts.accounts_of_live_user(conn, claims.user_id, claims.credentials_version)
             else:
-                views = await history.accounts_of_users_at(conn, [req.context.user.id], cut)
-        resp.media = [render.account(view) for view in views]
+                found = await history.accounts_of_live_user_at(
+                    conn, claims.user_id, claims.credentials_version, cut
+                )
+        resp.media = [render.account(view) for view in auth.revoked_unless_found(found)]
 
 
 class MyPayments:

@@ -18,6 +18,16 @@ SELECT_ACCOUNTS_OF_USER = """
     SELECT id, user_id, balance FROM accounts WHERE user_id = %(user_id)s ORDER BY id
 """
 
+# The accounts of a user who is live with that credentials version, in one round trip that is
+# also the token's revocation check: no row at all when the user was deleted or the version
+# moved on (a password or email change); one row of NULLs when the user has no account.
+SELECT_ACCOUNTS_OF_LIVE_USER = """
+    SELECT a.id, a.user_id, a.balance
+    FROM users AS u LEFT JOIN accounts AS a ON a.user_id = u.id
+    WHERE u.id = %(user_id)s AND NOT u.deleted AND u.credentials_version = %(credentials_version)s
+    ORDER BY a.id
+"""
+
 SELECT_ACCOUNTS_OF_USERS = """
     SELECT id, user_id, balance FROM accounts WHERE user_id = ANY(%(user_ids)s) ORDER BY id
 """
@@ -62,6 +72,20 @@ async def accounts_of_user(conn: AsyncConnection, user_id: int) -> list[AccountV
     async with conn.cursor(row_factory=class_row(AccountView)) as cursor:
         await cursor.execute(SELECT_ACCOUNTS_OF_USER, {"user_id": user_id})
         return await cursor.fetchall()
+
+
+async def accounts_of_live_user(
+    conn: AsyncConnection, user_id: int, credentials_version: int
+) -> list[AccountView] | None:
+    """Return the user's accounts, by id; None when no live user has that id and version."""
+    async with conn.cursor() as cursor:
+        await cursor.execute(
+            SELECT_ACCOUNTS_OF_LIVE_USER, {"user_id": user_id, "credentials_version": credentials_version}
+        )
+        rows = await cursor.fetchall()
+    if not rows:
+        return None
+    return [AccountView(*row) for row in rows if row[0] is not None]
 
 
 async def accounts_of_users(conn: AsyncConnection, user_ids: Sequence[int]) -> list[AccountView]:

@@ -16,6 +16,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
 from ledger.events.feed import Cursor
+from ledger.projections import users
 from ledger.projections.accounts import AccountView
 from ledger.projections.users import UserView
 
@@ -157,6 +158,17 @@ async def accounts_of_users_at(conn: AsyncConnection, user_ids: Sequence[int], c
     async with conn.cursor(row_factory=class_row(AccountView)) as cursor:
         await cursor.execute(SELECT_ACCOUNTS_OF_USERS_AT_CUT, {"user_ids": list(user_ids), **cut.params})
         return await cursor.fetchall()
+
+
+async def accounts_of_live_user_at(
+    conn: AsyncConnection, user_id: int, credentials_version: int, cut: Cut
+) -> list[AccountView] | None:
+    """Return the user's accounts at the cut, or None if no live user has that id and
+    credentials version now (the token's user: see accounts.accounts_of_live_user)."""
+    user = await users.live_user(conn, user_id)
+    if user is None or user.credentials_version != credentials_version:
+        return None
+    return await accounts_of_users_at(conn, [user_id], cut)
 
 
 async def users_page_at(conn: AsyncConnection, cut: Cut, after: int, limit: int) -> list[UserView]:

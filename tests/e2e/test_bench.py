@@ -1,0 +1,37 @@
+"""`python -m bench all` end to end, briefly and at low concurrency: every scenario runs without
+errors and the money adds up. No speed is asserted: this machine is shared."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from ledger.config import REPO_ROOT
+
+TIMEOUT_S = 120
+
+
+def test_the_bench_runs_every_scenario_and_the_sums_match(server_url: str) -> None:
+    command = [sys.executable, "-m", "bench", "all", "--database-url", server_url, "--json"]
+    command += ["--duration", "1", "--concurrency", "4", "--workers", "2", "--users", "20"]
+    finished = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert finished.returncode == 0, finished.stderr
+    report = json.loads(finished.stdout)
+
+    scenarios = report["scenarios"]
+    expected = {"ceiling_write", "ceiling_read", "generator", "webhook", "webhook_redeliveries"}
+    assert expected | {"accounts", "login"} == set(scenarios)
+    for name, figures in scenarios.items():
+        assert figures["requests"] > 0, name
+        assert figures["errors"] == 0, (name, figures)
+    assert scenarios["webhook"]["statuses"] == {"201": scenarios["webhook"]["requests"]}
+    redeliveries = scenarios["webhook_redeliveries"]
+    assert redeliveries["redeliveries_answered_200"] == redeliveries["redeliveries_sent"] > 0
+    assert report["sums_match"] is True, report["sums"]
+    # pgbench's deliveries each had a new transaction id: each was credited, as the service's are.
+    assert scenarios["ceiling_write"]["credited"] == scenarios["ceiling_write"]["requests"]
+    assert scenarios["webhook"]["ratio_to_ceiling"] > 0
+    assert scenarios["accounts"]["ratio_to_ceiling"] > 0
+    roles = sorted(name.partition(":")[0] for name in report["server_rss_mb"])
+    assert roles.count("worker") == 2 and roles.count("main") == 1, roles
