@@ -12,7 +12,7 @@ import simplejson
 from psycopg_pool import AsyncConnectionPool
 
 from ledger.config import Settings
-from ledger.http import health, parse, payments, session, users
+from ledger.http import health, openapi, parse, payments, session, users
 from ledger.http.auth import ADMIN, PUBLIC, Authentication, Tokens
 from ledger.http.errors import register_error_handlers
 from ledger.passwords import Passwords
@@ -75,4 +75,8 @@ def create_app(
     route(("/users/delete/{user_id}", "/admin/users/delete/{user_id}"), users.UserDeletion(pool))
     route(("/webhook/payment",), payments.PaymentWebhook(pool, settings.webhook_secrets))
     route(("/healthz",), health.Health())
+    route(("/openapi.json",), openapi.OpenApiDocument(openapi.document()))
+    route(("/docs",), openapi.DocsPage())
+    route(("/docs/docs.js",), openapi.DocsScript())
+    app.add_static_route("/docs/assets", str(openapi.swagger_ui_directory()))
     return app
