@@ -140,9 +140,10 @@ def test_every_operation_keeps_the_contract(
         # A random id is almost never a user: half the valid updates and deletions get a fresh
         # user to act on, so that their success path is fuzzed too.
         case.path_parameters["user_id"] = live_server.new_user_id()
-    response = case.call_and_validate(base_url=live_server.url)
+    response = case.call(base_url=live_server.url)
     answers.operation = case.operation
     answers.statuses[response.status_code] += 1
+    case.validate_response(response, transport_kwargs={"base_url": live_server.url})
 
 
 def test_the_server_serves_this_document(live_server: LiveServer) -> None:
