@@ -201,7 +201,8 @@ def _schemas() -> dict[str, Schema]:
                     ],
                     "description": (
                         "Above 0, at most 10^12, with at most 2 decimal places as written (1.500 is "
-                        'refused): a JSON number, or a decimal string such as "100.50".'
+                        'refused): a JSON number, or a plain decimal string such as "100.50" (no '
+                        "sign, exponent or leading zero)."
                     ),
                 },
                 "signature": {

@@ -31,6 +31,9 @@ TRANSACTION_ID_LENGTH_MAX = 128
 
 # What a decimal string amount may look like (sign and size are amount rules, checked later).
 DECIMAL_STRING = re.compile(r"[-+]?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+# A valid string amount is also written plainly, as the contract writes it ("100.50"): no sign,
+# no exponent, no leading zero, which is what the OpenAPI document's pattern can say.
+PLAIN_DECIMAL_STRING = re.compile(r"(0|[1-9][0-9]*)(\.[0-9]+)?")
 AMOUNT_TEXT_LENGTH_MAX = 40  # beyond this no amount can be valid; keeps Decimal away from huge exponents
 INTEGER_STRING = re.compile(r"[0-9]{1,19}")
 
@@ -217,6 +220,11 @@ def payment_delivery(raw: bytes, secrets: Sequence[bytes]) -> PaymentReceived:
 
     if not _is_valid_amount(amount_text):
         raise errors.InvalidAmountError(field="amount")
+    if type(body["amount"]) is str and not PLAIN_DECIMAL_STRING.fullmatch(amount_text):
+        raise errors.InvalidAmountError(
+            'A string amount is a plain decimal such as "100.50": no sign, exponent or leading zero.',
+            field="amount",
+        )
     return PaymentReceived(transaction_id, user_id, account_id, amount_text, signature)
 
 

@@ -193,19 +193,20 @@ amounts_as_written = st.one_of(
     st.tuples(st.just("number"), st.one_of(two_places, three_places).map(str)),
     st.tuples(st.just("number"), st.integers(min_value=-1, max_value=int(parse.AMOUNT_MAX) + 1).map(str)),
     st.tuples(
-        st.just("string"), st.sampled_from(["0", "0.00", "0.1", "1000000000000.00", "1000000000000.01", "x"])
+        st.just("string"),
+        st.sampled_from(
+            ["0", "0.00", "0.1", "1000000000000.00", "1000000000000.01", "x", "+5", "05", "1e2", "5.", " 5"]
+        ),
     ),
+    # Whatever the service reads as a decimal string, signs, exponents and leading zeros included.
+    st.tuples(st.just("string"), st.from_regex(parse.DECIMAL_STRING, fullmatch=True)),
 )
 
 
-@given(
-    transaction_id=st.text(max_size=parse.TRANSACTION_ID_LENGTH_MAX + 2),
-    user_id=st.integers(min_value=-1, max_value=parse.BIGINT_MAX + 1),
-    amount=amounts_as_written,
-)
-def test_deliveries_get_the_same_answer(
-    document: dict[str, Any], transaction_id: str, user_id: int, amount: tuple[str, str]
-) -> None:
+def signed_delivery(
+    transaction_id: str = "tx-1", user_id: int = 1, amount: tuple[str, str] = ("string", "5.00")
+) -> bytes:
+    """A delivery with a good signature; amount is (how it is written: string or number, its text)."""
     kind, text = amount
     signed = signatures.payload("1", text, transaction_id, str(user_id))
     body = {
@@ -215,8 +216,26 @@ def test_deliveries_get_the_same_answer(
         "amount": text,
         "signature": signatures.sign(signed, TEST_WEBHOOK_SECRET),
     }
-    raw = delivery_bytes(body, amount_literal=text if kind == "number" else None)
+    return delivery_bytes(body, amount_literal=text if kind == "number" else None)
+
+
+def assert_same_answer(document: dict[str, Any], raw: bytes) -> None:
     assert schema_of(document, "Delivery").is_valid(json.loads(raw)) == delivery_shape_accepted(raw), raw
+
+
+@given(transaction_id=st.text(max_size=parse.TRANSACTION_ID_LENGTH_MAX + 2))
+def test_transaction_ids_get_the_same_answer(document: dict[str, Any], transaction_id: str) -> None:
+    assert_same_answer(document, signed_delivery(transaction_id=transaction_id))
+
+
+@given(user_id=st.integers(min_value=-1, max_value=parse.BIGINT_MAX + 1))
+def test_ids_get_the_same_answer(document: dict[str, Any], user_id: int) -> None:
+    assert_same_answer(document, signed_delivery(user_id=user_id))
+
+
+@given(amount=amounts_as_written)
+def test_amounts_get_the_same_answer(document: dict[str, Any], amount: tuple[str, str]) -> None:
+    assert_same_answer(document, signed_delivery(amount=amount))
 
 
 def test_what_json_schema_cannot_say_is_refused_by_the_service(document: dict[str, Any]) -> None:
