@@ -23,7 +23,9 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
-CURSOR = re.compile(r"([0-9]{1,20})-([0-9]{1,19})")
+# "<transaction id>-<position>": at most 19 and 18 digits, which xid8 and bigint always hold.
+CURSOR_PATTERN = r"^(0|[0-9]{1,19}-[0-9]{1,18})$"
+CURSOR = re.compile(r"([0-9]{1,19})-([0-9]{1,18})")
 
 SELECT_FEED_PAGE = """
     SELECT xact_id::text AS xact_id, position, stream, stream_version, type,
@@ -58,7 +60,7 @@ class Cursor:
         if text == "0":
             return START
         match = CURSOR.fullmatch(text)
-        if match is None or int(match[1]) >= 2**64 or int(match[2]) >= 2**63:
+        if match is None:
             return None
         return cls(int(match[1]), int(match[2]))
 

@@ -13,7 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from ledger import db
 from ledger.config import Settings
-from ledger.http import audit, health, observe, parse, payments, session, users
+from ledger.http import audit, health, observe, openapi, parse, payments, session, users
 from ledger.http.auth import ADMIN, PUBLIC, Authentication, Tokens
 from ledger.http.errors import register_error_handlers
 from ledger.passwords import Passwords
@@ -83,4 +83,8 @@ def create_app(
     route(("/healthz",), health.Health())
     route(("/readyz",), health.Readiness(pool, db.migration_hashes(settings.migrations_dir)))
     route(("/metrics",), observe.MetricsEndpoint(metrics))
+    route(("/openapi.json",), openapi.OpenApiDocument(openapi.document()))
+    route(("/docs",), openapi.DocsPage())
+    route(("/docs/docs.js",), openapi.DocsScript())
+    app.add_static_route("/docs/assets", str(openapi.swagger_ui_directory()))
     return app

@@ -34,10 +34,25 @@ TRANSACTION_ID_LENGTH_MAX = 128
 
 # What a decimal string amount may look like (sign and size are amount rules, checked later).
 DECIMAL_STRING = re.compile(r"[-+]?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+# A valid string amount is also written plainly, as the contract writes it ("100.50"): no sign,
+# no exponent, no leading zero, which is what the OpenAPI document's pattern can say.
+PLAIN_DECIMAL_STRING = re.compile(r"(0|[1-9][0-9]*)(\.[0-9]+)?")
 AMOUNT_TEXT_LENGTH_MAX = 40  # beyond this no amount can be valid; keeps Decimal away from huge exponents
 INTEGER_STRING = re.compile(r"[0-9]{1,19}")
+
+# Text rules as regular expressions that Python, JSON Schema (ECMA-262) and Rust read alike, so
+# that the OpenAPI document (ledger.http.openapi) states them as `pattern`s, word for word.
+# No engine's own \s or Unicode classes: they differ between engines. Control characters are
+# Unicode's Cc (C0, DEL, C1): newlines have no place in a field, and NUL cannot be stored.
+CONTROL_CHARACTERS = r"\x00-\x1f\x7f-\x9f"
+# What str.isspace() calls a space, less the control characters above.
+SPACES = r" \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+TEXT_PATTERN = rf"^[^{CONTROL_CHARACTERS}]*$"
+NAME_PATTERN = rf"^[^{CONTROL_CHARACTERS}]*[^{CONTROL_CHARACTERS}{SPACES}][^{CONTROL_CHARACTERS}]*$"
 # One @, something before it, a dot inside the domain, no spaces.
-EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
+_EMAIL_CHARACTER = rf"[^@.{CONTROL_CHARACTERS}{SPACES}]"
+EMAIL_PATTERN = rf"^[^@{CONTROL_CHARACTERS}{SPACES}]+@{_EMAIL_CHARACTER}+(\.{_EMAIL_CHARACTER}+)+$"
+TEXT, NAME, EMAIL = (re.compile(pattern) for pattern in (TEXT_PATTERN, NAME_PATTERN, EMAIL_PATTERN))
 USER_FIELDS = frozenset({"email", "full_name", "password", "is_admin", "is_auditor"})
 
 
@@ -106,7 +121,7 @@ def _string(body: dict[str, Any], name: str, length_min: int, length_max: int) -
 
 def _email(body: dict[str, Any]) -> str:
     email = _string(body, "email", 3, EMAIL_LENGTH_MAX)
-    if not EMAIL.fullmatch(email) or not email.isprintable():
+    if not EMAIL.fullmatch(email):
         raise _invalid("email", "must look like an email address")
     return email
 
@@ -117,11 +132,10 @@ def _password(body: dict[str, Any]) -> str:
 
 def _full_name(body: dict[str, Any]) -> str:
     full_name = _string(body, "full_name", FULL_NAME_LENGTH_MIN, FULL_NAME_LENGTH_MAX)
-    if not full_name.strip():
-        raise _invalid("full_name", "must not be blank")
-    # Control characters have no place in a name, and NUL cannot be stored by PostgreSQL.
-    if not full_name.isprintable():
+    if not TEXT.fullmatch(full_name):
         raise _invalid("full_name", "must not hold control characters")
+    if not NAME.fullmatch(full_name):
+        raise _invalid("full_name", "must not be blank")
     return full_name
 
 
@@ -150,7 +164,7 @@ def login(raw: bytes) -> tuple[str, str]:
         raise _invalid("email" if type(email) is not str else "password", "a string is required")
     # What no account can have is refused here, before argon2 spends time on it (and NUL,
     # which PostgreSQL text cannot hold, never reaches the database).
-    if len(email) > EMAIL_LENGTH_MAX or len(password) > PASSWORD_LENGTH_MAX or not email.isprintable():
+    if len(email) > EMAIL_LENGTH_MAX or len(password) > PASSWORD_LENGTH_MAX or not TEXT.fullmatch(email):
         raise errors.InvalidCredentialsError()
     return email, password
 
@@ -202,8 +216,8 @@ def payment_delivery(raw: bytes, secrets: Sequence[bytes]) -> PaymentReceived:
     """
     body = json_object(raw)
     transaction_id = _string(body, "transaction_id", 1, TRANSACTION_ID_LENGTH_MAX)
-    if not transaction_id.isprintable():
-        raise _invalid("transaction_id", "must be printable characters")
+    if not TEXT.fullmatch(transaction_id):
+        raise _invalid("transaction_id", "must not hold control characters")
     user_id = _id(body, "user_id")
     account_id = _id(body, "account_id")
     amount_text = _amount_text(body.get("amount"))
@@ -217,6 +231,11 @@ def payment_delivery(raw: bytes, secrets: Sequence[bytes]) -> PaymentReceived:
 
     if not _is_valid_amount(amount_text):
         raise errors.InvalidAmountError(field="amount")
+    if type(body["amount"]) is str and not PLAIN_DECIMAL_STRING.fullmatch(amount_text):
+        raise errors.InvalidAmountError(
+            'A string amount is a plain decimal such as "100.50": no sign, exponent or leading zero.',
+            field="amount",
+        )
     return PaymentReceived(transaction_id, user_id, account_id, amount_text, signature)
 
 

@@ -106,6 +106,9 @@ def test_shape_and_types_are_checked_before_the_signature(change: dict, error: t
         '"-5"',
         '"0.001"',
         '"1e13"',
+        '"1e2"',  # a string amount is written plainly, as the OpenAPI document's pattern says
+        '"+5"',
+        '"05"',
     ],
 )
 def test_amount_rules_come_after_the_signature(literal: str) -> None:
