@@ -8,6 +8,7 @@ ALTER TABLE events DROP COLUMN stream_version;
 DROP TABLE stream_heads;
 DROP FUNCTION event_hash(bytea, text, text, integer, jsonb);
 DROP FUNCTION event_digest(text, text, integer, jsonb);
+DROP FUNCTION webhook_signature_holds(jsonb, bytea[]);
 DROP FUNCTION redacted(jsonb);
 DROP FUNCTION feed_horizon();
 DROP INDEX events_in_feed_order;

@@ -8,7 +8,7 @@ transaction below that line has ended, so nothing can ever appear behind a curso
 never misses an event and, since the cursor only moves forward, never sees one twice. No
 writer waits for any of this; a long writing transaction only delays the readers.
 
-Secrets leave only as their SHA-256 (see redacted() in sql/0005).
+Password hashes leave only as their SHA-256 (see redacted() in sql/0005).
 """
 
 from __future__ import annotations

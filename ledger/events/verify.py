@@ -24,33 +24,31 @@ from ledger import db
 # Every event beside its predecessor in its stream's version order. An event is a finding
 # when its hash is not the link from that predecessor, when a version is skipped, when a lower
 # version sits at a higher position, or when it is a payment whose signature holds under none
-# of the secrets (the contract's rule, as ledger/signatures.py applies it to one delivery).
-# Each event's content is digested in one unordered scan (which PostgreSQL may run in
-# parallel); only narrow rows are then sorted into streams and chained.
+# of the secrets (webhook_signature_holds, sql/0005).
+#
+# The inner query is kept whole (OFFSET 0) and sorted itself, so that PostgreSQL digests each
+# event and checks its signature in parallel workers, each sorting its share, and merges them
+# (Gather Merge); the window then chains narrow rows only.
 SELECT_FINDINGS = """
-    WITH digested AS MATERIALIZED (
-        SELECT position, stream, stream_version, hash,
-               event_digest(type, stream, stream_version, data) AS digest,
-               type <> 'PaymentReceived'
-               OR (data->>'transaction_id' IS NOT DISTINCT FROM transaction_id
-                   AND EXISTS (
-                       SELECT 1 FROM unnest(%(secrets)s::bytea[]) AS s(secret)
-                       WHERE encode(sha256(convert_to((data->>'account_id') || (data->>'amount')
-                                                      || (data->>'transaction_id') || (data->>'user_id'),
-                                                      'UTF8') || s.secret), 'hex')
-                             = lower(data->>'signature'))) AS signature_holds
-        FROM events
-    ), links AS (
+    SELECT position, stream, stream_version, previous_version, previous_position, link_holds,
+           signature_holds
+    FROM (
         SELECT position, stream, stream_version, signature_holds,
                lag(stream_version) OVER by_version AS previous_version,
                lag(position) OVER by_version AS previous_position,
                hash = sha256(COALESCE(lag(hash) OVER by_version, '\\x'::bytea) || digest) AS link_holds
-        FROM digested
+        FROM (
+            SELECT position, stream, stream_version, hash,
+                   event_digest(type, stream, stream_version, data) AS digest,
+                   type <> 'PaymentReceived'
+                   OR (data->>'transaction_id' IS NOT DISTINCT FROM transaction_id
+                       AND webhook_signature_holds(data, %(secrets)s::bytea[])) AS signature_holds
+            FROM events
+            ORDER BY stream, stream_version, position
+            OFFSET 0
+        ) AS digested
         WINDOW by_version AS (PARTITION BY stream ORDER BY stream_version, position)
-    )
-    SELECT position, stream, stream_version, previous_version, previous_position, link_holds,
-           signature_holds
-    FROM links
+    ) AS links
     WHERE NOT link_holds
        OR stream_version <> COALESCE(previous_version, 0) + 1
        OR previous_position > position
