@@ -31,7 +31,7 @@ from ledger import db
 # (Gather Merge); the window then chains narrow rows only.
 SELECT_FINDINGS = """
     SELECT position, stream, stream_version, previous_version, previous_position, link_holds,
-           signature_holds
+           signature_holds, has_head
     FROM (
         SELECT position, stream, stream_version, signature_holds,
                lag(stream_version) OVER by_version AS previous_version,
@@ -49,26 +49,35 @@ SELECT_FINDINGS = """
         ) AS digested
         WINDOW by_version AS (PARTITION BY stream ORDER BY stream_version, position)
     ) AS links
+    CROSS JOIN LATERAL (
+        -- Asked once per stream (at its first event): a stream that has events has a head.
+        SELECT previous_version IS NOT NULL
+               OR EXISTS (SELECT 1 FROM stream_heads AS h WHERE h.stream = links.stream) AS has_head
+    ) AS head
     WHERE NOT link_holds
        OR stream_version <> COALESCE(previous_version, 0) + 1
        OR previous_position > position
        OR NOT signature_holds
+       OR NOT has_head
     ORDER BY stream, stream_version, position
     LIMIT %(limit)s
 """
 
-# Each stream's head (stream_heads, kept by the appending transaction) beside the chain's last
-# event. A removed last event leaves the head ahead; an added one leaves the chain ahead.
+# Each stream's head (stream_heads, kept by the appending transaction) beside the stream's
+# last event, found through the (stream, stream_version) index: a removed last event leaves the
+# head ahead, an added one leaves the chain ahead. (A stream without a head is found above.)
 SELECT_HEAD_MISMATCHES = """
-    WITH tails AS (
-        SELECT e.stream, e.stream_version AS version, e.hash, e.position
-        FROM (SELECT stream, max(stream_version) AS stream_version FROM events GROUP BY stream) AS last
-        JOIN events AS e USING (stream, stream_version)
-    )
-    SELECT stream, h.version AS head_version, t.version AS tail_version, t.position AS tail_position
-    FROM stream_heads AS h FULL JOIN tails AS t USING (stream)
+    SELECT h.stream, h.version AS head_version, t.version AS tail_version, t.position AS tail_position
+    FROM stream_heads AS h
+    LEFT JOIN LATERAL (
+        SELECT e.stream_version AS version, e.hash, e.position
+        FROM events AS e
+        WHERE e.stream = h.stream
+        ORDER BY e.stream_version DESC
+        LIMIT 1
+    ) AS t ON true
     WHERE h.version IS DISTINCT FROM t.version OR h.hash IS DISTINCT FROM t.hash
-    ORDER BY stream
+    ORDER BY h.stream
     LIMIT %(limit)s
 """
 
@@ -116,6 +125,7 @@ class _Link:
     previous_position: int | None
     link_holds: bool
     signature_holds: bool
+    has_head: bool
 
 
 @dataclass(frozen=True)
@@ -162,6 +172,10 @@ async def _event_findings(conn: AsyncConnection, secrets: Sequence[bytes], limit
                     link.stream,
                     "the signature holds under none of the configured secrets",
                 )
+            )
+        if not link.has_head:
+            findings.append(
+                Finding("inserted", link.position, link.stream, "a stream without a head: no append made it")
             )
         expected = (link.previous_version or 0) + 1
         if link.stream_version > expected:

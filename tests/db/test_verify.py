@@ -131,3 +131,17 @@ def test_an_altered_payment_also_fails_its_signature(own_database: str, field: s
     code, output = verify(own_database)
     assert code == 1
     assert f"bad_signature: position {paid}" in output, output
+
+
+def test_verify_names_an_event_inserted_in_a_stream_of_its_own(own_database: str) -> None:
+    fill(own_database)
+    tamper(
+        own_database,
+        "INSERT INTO events (stream, type, data, stream_version, hash) "
+        "VALUES ('account-777', 'AccountOpened', '{\"account_id\": 777, \"user_id\": 1}', 1, '\\x00')",
+    )
+    with psycopg.connect(own_database) as conn:
+        (forged,) = conn.execute("SELECT position FROM events WHERE stream = 'account-777'").fetchone()  # type: ignore[misc]
+    code, output = verify(own_database)
+    assert code == 1
+    assert f"inserted: position {forged} (account-777): a stream without a head" in output, output
