@@ -65,12 +65,14 @@ END
 $$;
 
 -- One link of a stream's chain: SHA-256 over the previous event's hash (empty for the first)
--- and the SHA-256 of the event's canonical content, the text of the JSON array
--- [type, stream, version, redacted data]. Hashing the content apart lets `ledger verify`
--- digest every event in one unordered (parallel) scan and chain only narrow rows.
+-- and the SHA-256 of the event's canonical content: its type, stream, version and redacted
+-- data (PostgreSQL's text of the jsonb, which is canonical: keys sorted, one spelling per
+-- value), joined by the unit separator U+001F, which none of them can hold unescaped. Hashing
+-- the content apart lets `ledger verify` digest every event independently, in parallel.
 CREATE FUNCTION event_digest(type text, stream text, stream_version integer, data jsonb) RETURNS bytea
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT sha256(convert_to(jsonb_build_array(type, stream, stream_version, redacted(data))::text, 'UTF8'))
+    SELECT sha256(convert_to(
+        type || chr(31) || stream || chr(31) || stream_version || chr(31) || redacted(data)::text, 'UTF8'))
 $$;
 
 CREATE FUNCTION event_hash(previous bytea, type text, stream text, stream_version integer, data jsonb)
