@@ -14,10 +14,6 @@ from decimal import Decimal
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
-SELECT_ACCOUNTS_OF_USER = """
-    SELECT id, user_id, balance FROM accounts WHERE user_id = %(user_id)s ORDER BY id
-"""
-
 # The accounts of a user who is live with that credentials version, in one round trip that is
 # also the token's revocation check: no row at all when the user was deleted or the version
 # moved on (a password or email change); one row of NULLs when the user has no account.
@@ -65,13 +61,6 @@ class PaymentView:
     account_id: int
     amount: Decimal
     created_at: datetime
-
-
-async def accounts_of_user(conn: AsyncConnection, user_id: int) -> list[AccountView]:
-    """Return the user's accounts, by id."""
-    async with conn.cursor(row_factory=class_row(AccountView)) as cursor:
-        await cursor.execute(SELECT_ACCOUNTS_OF_USER, {"user_id": user_id})
-        return await cursor.fetchall()
 
 
 async def accounts_of_live_user(
