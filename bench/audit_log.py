@@ -16,21 +16,14 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-import psycopg.sql
 import simplejson
 
-from ledger import db
-from ledger.config import REPO_ROOT
+from bench.run import database_server, fresh_database
 
 BENCH_SECRET = "bench-webhook-secret"
 USERS = 1_000
@@ -72,22 +65,6 @@ INSERT_PAYMENTS = """
 """
 
 SCAN_LOG = "SELECT count(*), sum(length(data::text)) FROM events"
-
-
-def with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path="/" + name))
-
-
-@contextmanager
-def server(database_url: str | None) -> Iterator[str]:
-    if database_url:
-        yield database_url
-        return
-    with (
-        tempfile.TemporaryDirectory(prefix="ledger-bench-") as data_dir,
-        db.embedded_postgres(Path(data_dir)) as url,
-    ):
-        yield url
 
 
 def fill(url: str, events: int, accounts: int) -> float:
@@ -142,12 +119,7 @@ def scan(url: str) -> float:
 
 
 def measure(server_url: str, events: int, accounts: int, repeats: int) -> dict[str, Any]:
-    name = f"ledger_bench_audit_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
-    url = with_database(server_url, name)
-    try:
-        db.migrate(url, REPO_ROOT / "sql")
+    with fresh_database(server_url) as url:
         print(f"filling {events} payment events over {accounts} accounts ...", file=sys.stderr)
         fill_s = fill(url, events, accounts)
         apply_s, applied = ledger(url, "replay", "--apply")
@@ -190,13 +162,6 @@ def measure(server_url: str, events: int, accounts: int, repeats: int) -> dict[s
             "best_verify_events_per_s": best_verify_rate,
             "load_after": [round(x, 2) for x in os.getloadavg()],
         }
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(
-                psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    psycopg.sql.Identifier(name)
-                )
-            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2, help="times each command is run (default 2)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
-    with server(args.database_url) as url:
+    with database_server(args.database_url) as (url, _):
         report = measure(url, args.events, args.accounts, args.repeats)
     if args.json:
         print(simplejson.dumps(report, indent=2))
