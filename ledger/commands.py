@@ -107,7 +107,7 @@ async def update_user(
     """
     password_hash = await passwords.hash(changes.password) if changes.password is not None else None
     async with conn.transaction():
-        current = await users.live_user(conn, user_id, for_update=True)
+        current = await users.live_user_for_update(conn, user_id)
         if current is None:
             raise errors.UserNotFoundError()
         is_admin = changes.is_admin if changes.is_admin is not None else current.is_admin
@@ -145,7 +145,7 @@ async def delete_user(conn: AsyncConnection, acting_user_id: int, user_id: int) 
         raise errors.CannotDeleteSelfError()
     async with conn.transaction():
         # The row lock makes a concurrent payment to this user wait, or wait for it.
-        if await users.live_user(conn, user_id, for_update=True) is None:
+        if await users.live_user_for_update(conn, user_id) is None:
             raise errors.UserNotFoundError()
         event = UserDeleted(user_id=user_id)
         await users.apply(conn, event)

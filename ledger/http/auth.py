@@ -134,9 +134,7 @@ class Authentication:
             req.context.claims = Claims(user_id, version)
             return
         async with self._pool.connection() as conn:
-            user = await users.live_user(conn, user_id)
-        if user is None or user.credentials_version != version:
-            raise errors.UnauthenticatedError("The token was revoked.")
+            user = revoked_unless_found(await users.token_user(conn, user_id, version))
         if access == ADMIN and not user.is_admin:
             raise errors.ForbiddenError()
         if access == AUDIT and not (user.is_admin or user.is_auditor):

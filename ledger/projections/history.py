@@ -165,8 +165,7 @@ async def accounts_of_live_user_at(
 ) -> list[AccountView] | None:
     """Return the user's accounts at the cut, or None if no live user has that id and
     credentials version now (the token's user: see accounts.accounts_of_live_user)."""
-    user = await users.live_user(conn, user_id)
-    if user is None or user.credentials_version != credentials_version:
+    if await users.token_user(conn, user_id, credentials_version) is None:
         return None
     return await accounts_of_users_at(conn, [user_id], cut)
 

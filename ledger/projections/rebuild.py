@@ -96,12 +96,12 @@ SELECT_REBUILT_TOTALS = """
            (SELECT COALESCE(sum(balance), 0) FROM accounts)
 """
 
-SELECT_REBUILT_LIVE_USERS = """
+# Unqualified, like the rebuild itself: during a rebuild into temporary tables these read the
+# rebuild, otherwise the tables just rebuilt in place.
+SELECT_LIVE_USERS = """
     SELECT id, email, full_name, is_admin, is_auditor, credentials_version
-    FROM pg_temp.users WHERE NOT deleted ORDER BY id
+    FROM users WHERE NOT deleted ORDER BY id
 """
-
-SELECT_REBUILT_ACCOUNTS = "SELECT id, user_id, balance FROM pg_temp.accounts ORDER BY id"
 
 SELECT_ACCOUNTS = "SELECT id, user_id, balance FROM accounts ORDER BY id"
 
@@ -200,10 +200,10 @@ async def rebuild_at(conn: AsyncConnection, cut: Cut) -> RebuiltState:
             await conn.execute(statement)
         await rebuild(conn, cut)
         async with conn.cursor(row_factory=class_row(UserView)) as cursor:
-            await cursor.execute(SELECT_REBUILT_LIVE_USERS)
+            await cursor.execute(SELECT_LIVE_USERS)
             live_users = await cursor.fetchall()
         async with conn.cursor(row_factory=class_row(AccountView)) as cursor:
-            await cursor.execute(SELECT_REBUILT_ACCOUNTS)
+            await cursor.execute(SELECT_ACCOUNTS)
             rebuilt_accounts = await cursor.fetchall()
     return RebuiltState(live_users, rebuilt_accounts)
 

@@ -31,9 +31,12 @@ UPDATE_USER = """
 
 MARK_USER_DELETED = "UPDATE users SET deleted = true WHERE id = %(user_id)s"
 
-SELECT_LIVE_USER = """
+# The token's user: live, and with the credentials version the token was issued for (a
+# password or email change since revokes it). accounts.SELECT_ACCOUNTS_OF_LIVE_USER applies the
+# same rule inside the one statement of GET /user/accounts.
+SELECT_TOKEN_USER = """
     SELECT id, email, full_name, is_admin, is_auditor, credentials_version
-    FROM users WHERE id = %(user_id)s AND NOT deleted
+    FROM users WHERE id = %(user_id)s AND NOT deleted AND credentials_version = %(credentials_version)s
 """
 
 SELECT_LIVE_USER_FOR_UPDATE = """
@@ -84,11 +87,19 @@ async def apply(conn: AsyncConnection, event: UserRegistered | UserUpdated | Use
             await conn.execute(MARK_USER_DELETED, vars(event))
 
 
-async def live_user(conn: AsyncConnection, user_id: int, *, for_update: bool = False) -> UserView | None:
-    """Return the live (not deleted) user with that id, or None."""
-    query = SELECT_LIVE_USER_FOR_UPDATE if for_update else SELECT_LIVE_USER
+async def live_user_for_update(conn: AsyncConnection, user_id: int) -> UserView | None:
+    """Return the live (not deleted) user with that id, its row locked, or None."""
     async with conn.cursor(row_factory=class_row(UserView)) as cursor:
-        await cursor.execute(query, {"user_id": user_id})
+        await cursor.execute(SELECT_LIVE_USER_FOR_UPDATE, {"user_id": user_id})
+        return await cursor.fetchone()
+
+
+async def token_user(conn: AsyncConnection, user_id: int, credentials_version: int) -> UserView | None:
+    """Return the live user with that id and credentials version, or None (a revoked token)."""
+    async with conn.cursor(row_factory=class_row(UserView)) as cursor:
+        await cursor.execute(
+            SELECT_TOKEN_USER, {"user_id": user_id, "credentials_version": credentials_version}
+        )
         return await cursor.fetchone()
 
 

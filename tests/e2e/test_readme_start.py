@@ -76,13 +76,18 @@ def ledger_process(workdir: Path, port: int, **ledger_env: str) -> Iterator[tupl
             time.sleep(0.2)
         yield base_url, process
     finally:
-        process.send_signal(signal.SIGINT)  # what Ctrl-C sends
-        try:
-            exit_code = process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise AssertionError(f"ledger serve did not stop on SIGINT:\n{log_path.read_text()}") from None
+        exit_code = stop_with_ctrl_c(process, log_path)
     assert exit_code == 0, f"exit code {exit_code}:\n{log_path.read_text()}"
+
+
+def stop_with_ctrl_c(process: subprocess.Popen, log_path: Path) -> int:
+    """Send SIGINT, as Ctrl-C does, and return the exit code; fail if it does not stop in time."""
+    process.send_signal(signal.SIGINT)
+    try:
+        return process.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise AssertionError(f"ledger serve did not stop on SIGINT:\n{log_path.read_text()}") from None
 
 
 def test_a_newcomer_starts_the_service_and_logs_in_as_the_seeded_admin(tmp_path: Path) -> None:

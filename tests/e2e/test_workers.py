@@ -4,7 +4,6 @@ Ctrl-C stops them all and closes every database connection."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ import psutil
 import psycopg
 
 from tests.conftest import database_name, drop_database, fresh_database
-from tests.e2e.test_readme_start import START_TIMEOUT_S, STOP_TIMEOUT_S, free_port
+from tests.e2e.test_readme_start import START_TIMEOUT_S, STOP_TIMEOUT_S, free_port, stop_with_ctrl_c
 from tests.support import delivery_body
 
 SECRET = "workers-secret"
@@ -92,12 +91,7 @@ def test_two_workers_serve_with_a_pool_each_and_stop_cleanly(tmp_path: Path, ser
         accounts = httpx.get(f"{base_url}/user/accounts", headers=headers)
         assert accounts.json() == [{"id": 1, "balance": 20.00}]
     finally:
-        process.send_signal(signal.SIGINT)  # what Ctrl-C sends
-        try:
-            exit_code = process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise AssertionError(f"ledger serve did not stop on SIGINT:\n{log_path.read_text()}") from None
+        exit_code = stop_with_ctrl_c(process, log_path)
     try:
         assert exit_code == 0, f"exit code {exit_code}:\n{log_path.read_text()}"
         assert not any(worker.is_running() for worker in workers), "a worker outlived the server"
