@@ -28,12 +28,12 @@ CURSOR_PATTERN = r"^(0|[0-9]{1,19}-[0-9]{1,18})$"
 CURSOR = re.compile(r"([0-9]{1,19})-([0-9]{1,18})")
 
 SELECT_FEED_PAGE = """
-    SELECT xact_id::text AS xact_id, position, stream, stream_version, type,
+    SELECT xact_id::text AS xact_id_text, position, stream, stream_version, type,
            redacted(data)::text AS data_text, transaction_id, encode(hash, 'hex') AS hash, recorded_at
     FROM events
     WHERE (xact_id, position) > (%(xact_id)s::text::xid8, %(position)s)
       AND xact_id < feed_horizon()
-    ORDER BY xact_id, position
+    ORDER BY events.xact_id, events.position  -- the columns: the xid8 order, not its text's
     LIMIT %(limit)s
 """
 
@@ -70,7 +70,7 @@ START = Cursor(0, 0)
 
 @dataclass(frozen=True)
 class _FeedRow:
-    xact_id: str
+    xact_id_text: str
     position: int
     stream: str
     stream_version: int
@@ -117,7 +117,7 @@ async def page(conn: AsyncConnection, after: Cursor, limit: int) -> list[FeedEve
         rows = await cursor.fetchall()
     return [
         FeedEvent(
-            cursor=Cursor(int(row.xact_id), row.position),
+            cursor=Cursor(int(row.xact_id_text), row.position),
             position=row.position,
             stream=row.stream,
             stream_version=row.stream_version,

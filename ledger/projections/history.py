@@ -131,11 +131,11 @@ SELECT_FEED_PREFIX_BALANCE_SUMMARY = """
 
 # The feed's head: the last event a follower can be handed now.
 SELECT_FEED_HEAD = """
-    SELECT xact_id::text, position, (SELECT count(*) FROM events
+    SELECT xact_id::text AS xact_id_text, position, (SELECT count(*) FROM events
                                      WHERE xact_id < feed_horizon())
     FROM events
     WHERE xact_id < feed_horizon()
-    ORDER BY xact_id DESC, position DESC
+    ORDER BY events.xact_id DESC, events.position DESC  -- the xid8 order, not its text's
     LIMIT 1
 """
 

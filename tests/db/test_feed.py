@@ -7,6 +7,7 @@ import asyncio
 import random
 
 import psycopg
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from ledger import commands
@@ -15,6 +16,7 @@ from ledger.config import CHEAPEST_ARGON2
 from ledger.events import feed
 from ledger.events.feed import Cursor
 from ledger.passwords import Passwords
+from ledger.projections import history
 from tests.conftest import drop_database, fresh_database
 from tests.support import PASSWORD, TEST_WEBHOOK_SECRET, delivery, new_account_id, new_email
 
@@ -155,3 +157,22 @@ async def test_the_feed_carries_no_password_hash(own_database: str) -> None:
     received = next(e for e in page if e.type == "PaymentReceived")
     assert received.data["signature"] == payment.signature  # the provider's evidence, kept
     assert received.data["amount"] == "5.00"  # as the provider wrote it, never a float
+
+
+async def test_the_feed_orders_transaction_ids_as_numbers(own_database: str) -> None:
+    """9 before 10 (as text, "10" sorts first): the order, the cursor and the head agree."""
+    async with await psycopg.AsyncConnection.connect(own_database, autocommit=True) as conn:
+        for xact_id, user_id in ((10, 910), (9, 909)):
+            await conn.execute(
+                "INSERT INTO events (stream, type, data, xact_id) "
+                "VALUES (%(stream)s, 'UserDeleted', %(data)s, %(xact_id)s::text::xid8)",
+                {"stream": f"user-{user_id}", "data": Jsonb({"user_id": user_id}), "xact_id": str(xact_id)},
+            )
+        seen, last = await follow(conn, feed.START, limit=1)
+        rows = await (await conn.execute("SELECT position, xact_id::text::bigint FROM events")).fetchall()
+        head = await history.feed_head(conn)
+    xact_of = dict(rows)
+    assert [xact_of[position] for position in seen[:2]] == [9, 10]
+    assert [xact_of[p] for p in seen] == sorted(xact_of[p] for p in seen)
+    assert sorted(seen) == sorted(xact_of)  # every event, once
+    assert head.cursor == last == max(Cursor(x, p) for p, x in rows)
