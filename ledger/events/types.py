@@ -6,7 +6,6 @@ Nothing here knows about the database or HTTP.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -114,8 +113,13 @@ EVENT_TYPES: dict[str, type[Event]] = {
 
 
 def to_data(event: Event) -> dict[str, Any]:
-    """Return the JSON object the log stores for event (unchanged fields left out)."""
-    return {k: v for k, v in dataclasses.asdict(event).items() if v is not None}
+    """Return the JSON object the log stores for event (unchanged fields left out).
+
+    Every field holds a str, an int, a bool or None, so the instance's own dict is the data:
+    dataclasses.asdict would deep-copy each value, a tenth of the CPU of a webhook delivery's
+    own code (callgrind) for copies of immutable values.
+    """
+    return {name: value for name, value in vars(event).items() if value is not None}
 
 
 def from_data(type_name: str, data: dict[str, Any]) -> Event:

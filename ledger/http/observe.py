@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -111,11 +111,12 @@ class Telemetry:
         # labels() lookup under prometheus-client's lock. Bounded: known methods, the app's
         # routes and HTTP statuses.
         self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._outcome_series: dict[str, Any] = {}  # the same for each webhook outcome
 
     async def process_request(self, req: Request, resp: Response) -> None:
         req.context.started_at = time.perf_counter()
         given = req.get_header(REQUEST_ID_HEADER)
-        request_id = given if given is not None and SANE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        request_id = given if given is not None and SANE_REQUEST_ID.fullmatch(given) else secrets.token_hex(16)
         req.context.request_id = request_id
         REQUEST_ID.set(request_id)
         self._metrics.in_flight.inc()
@@ -145,7 +146,11 @@ class Telemetry:
         requests.inc()
         latency.observe(duration_s)
         if route == WEBHOOK_ROUTE and method == "POST":
-            metrics.webhook_outcomes.labels(_webhook_outcome(status, resp.media)).inc()
+            outcome = _webhook_outcome(status, resp.media)
+            outcome_series = self._outcome_series.get(outcome)
+            if outcome_series is None:
+                outcome_series = self._outcome_series[outcome] = metrics.webhook_outcomes.labels(outcome)
+            outcome_series.inc()
         fields = {
             "request_id": req.context.request_id,
             "method": method,

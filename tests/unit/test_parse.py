@@ -38,6 +38,17 @@ def test_lone_surrogates_are_malformed(escape: str) -> None:
         parse.registration(raw)
 
 
+def test_lone_surrogates_written_as_raw_bytes_are_malformed() -> None:
+    raw = b'{"email": "a@example.com", "full_name": "A\xed\xa0\x80", "password": "xxxxxx"}'
+    with pytest.raises(errors.MalformedRequestError):
+        parse.registration(raw)
+
+
+def test_text_beyond_ascii_is_taken_raw_or_escaped() -> None:
+    for raw in ('{"full_name": "Zoë"}'.encode(), b'{"full_name": "Zo\\u00eb"}'):
+        assert parse.json_object(raw) == {"full_name": "Zo\u00eb"}
+
+
 @pytest.mark.parametrize(
     "raw", [b"", b"not json", b"[1, 2]", b'"text"', b"\xff\xfe", b'{"a": NaN}', b'{"a": Infinity}']
 )
