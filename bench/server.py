@@ -40,6 +40,28 @@ def _wait_until_serving(process: subprocess.Popen[bytes], url: str, log_path: Pa
         time.sleep(0.1)
 
 
+def _wait_until_every_worker_listens(
+    process: subprocess.Popen[bytes], port: int, workers: int, log_path: Path
+) -> None:
+    """Wait until each worker listens on a socket of its own: connections opened before a
+    worker listens all go to the others, and keep-alive connections stay where they landed."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        listening = 0
+        for child in psutil.Process(process.pid).children():
+            try:
+                connections = child.net_connections("tcp")
+            except psutil.NoSuchProcess:
+                continue
+            listening += any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in connections)
+        if listening >= workers:
+            return
+        if time.monotonic() > deadline:
+            log = log_path.read_text()
+            raise RuntimeError(f"{listening} of {workers} workers listen after {START_TIMEOUT_S}s:\n{log}")
+        time.sleep(0.1)
+
+
 def _stop(process: subprocess.Popen[bytes], log_path: Path) -> None:
     process.send_signal(signal.SIGINT)
     try:
@@ -68,6 +90,8 @@ def ledger_serve(
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_until_serving(process, f"http://127.0.0.1:{port}/healthz", log_path)
+        if workers > 1:
+            _wait_until_every_worker_listens(process, port, workers, log_path)
         yield process
     finally:
         if process.poll() is None:

@@ -8,23 +8,29 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import falcon.asgi
 import psycopg
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import Multiprocess
 
 from ledger import db, logs
 from ledger.config import Settings, settings_from_environment
 from ledger.events import export, feed
 from ledger.events.verify import VerifyReport, verify
+from ledger.http import listener
 from ledger.http.app import create_app
 from ledger.projections.rebuild import ExportReplay, replay, replay_export
 
 log = logging.getLogger("ledger")
+WORKER_APP = "ledger.__main__:worker_app"  # uvicorn imports it in each worker process
 
 
 @contextmanager
@@ -50,33 +56,46 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
         # The workers build their settings from the environment (worker_app): they must find
         # the database this process chose, the embedded one included.
         os.environ["LEDGER_DATABASE_URL"] = url
-        # The workers share one listening socket, and libuv accepts every pending connection
-        # at once: a burst of 32 keep-alive connections went 29 to one worker and 3 to the
-        # other (bench, psutil), which then served alone, past its pool size. With this libuv
-        # setting each worker accepts one connection per wakeup: 16 and 16.
-        if workers > 1:
-            os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
-        # uvicorn.run, not Server.serve under our own asyncio.run: only uvicorn.run installs
-        # uvloop (our asyncio.run ran the stdlib loop, slower on every read and write). With one worker it
-        # serves in this process; with more, each worker process imports worker_app and builds
-        # its own app and pool in its own event loop. On Ctrl-C or SIGTERM the requests in
-        # flight finish and each lifespan closes its pool; with one worker uvicorn then raises
-        # KeyboardInterrupt again, which main() takes as a normal stop.
-        uvicorn.run(
-            "ledger.__main__:worker_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            http="ledger.http.protocol:OneWriteHttpToolsProtocol",  # one write() per response
-            lifespan="on",
-            log_level="info",
+        # uvicorn, not Server.serve under our own asyncio.run: only uvicorn's runner installs
+        # uvloop (our asyncio.run ran the stdlib loop, slower on every read and write). With
+        # one worker it serves in this process; with more, each worker process imports
+        # worker_app and builds its own app and pool in its own event loop. On Ctrl-C or
+        # SIGTERM the requests in flight finish and each lifespan closes its pool; with one
+        # worker uvicorn then raises KeyboardInterrupt again, which main() takes as a normal stop.
+        options: dict[str, Any] = {
+            "factory": True,
+            "host": host,
+            "port": port,
+            "workers": workers,
+            "http": "ledger.http.protocol:OneWriteHttpToolsProtocol",  # one write() per response
+            "lifespan": "on",
+            "log_level": "info",
             # uvicorn's own lines go through the root logger, as JSON like ours; its access log
             # is off: ledger.http.observe writes one JSON line per request instead.
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=settings.shutdown_timeout_s,
-        )
+            "log_config": None,
+            "access_log": False,
+            "timeout_graceful_shutdown": settings.shutdown_timeout_s,
+        }
+        if workers == 1:
+            uvicorn.run(WORKER_APP, **options)
+            return
+        config = uvicorn.Config(WORKER_APP, **options)
+        if listener.spreads_connections():
+            # A listening socket for each worker, so that connections spread evenly (see
+            # ledger.http.listener); uvicorn's supervisor starts, watches and stops the workers.
+            try:
+                sockets: list[socket.socket] = [listener.WorkerListener.bind(host, port)]
+            except OSError as error:
+                log.error("cannot listen on %s:%d: %s", host, port, error)
+                sys.exit(STARTUP_FAILURE)
+            log.info("serving on %s:%d: %d workers, a listening socket each", host, port, workers)
+        else:
+            # One shared socket. libuv accepts every pending connection at once, so a burst went
+            # 29 to one worker and 3 to the other; with this setting each worker accepts one
+            # connection per wakeup, which evens them out somewhat.
+            os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
+            sockets = [config.bind_socket()]
+        Multiprocess(config, sockets=sockets).run()
 
 
 def worker_app() -> falcon.asgi.App:

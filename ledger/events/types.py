@@ -116,8 +116,8 @@ def to_data(event: Event) -> dict[str, Any]:
     """Return the JSON object the log stores for event (unchanged fields left out).
 
     Every field holds a str, an int, a bool or None, so the instance's own dict is the data:
-    dataclasses.asdict would deep-copy each value, a tenth of the CPU of a webhook delivery's
-    own code (callgrind) for copies of immutable values.
+    dataclasses.asdict deep-copied each of those immutable values, 6% of the instructions of
+    a webhook delivery through the app (callgrind).
     """
     return {name: value for name, value in vars(event).items() if value is not None}
 

@@ -115,8 +115,9 @@ class Telemetry:
 
     async def process_request(self, req: Request, resp: Response) -> None:
         req.context.started_at = time.perf_counter()
-        given = req.get_header(REQUEST_ID_HEADER)
-        request_id = given if given is not None and SANE_REQUEST_ID.fullmatch(given) else secrets.token_hex(16)
+        request_id = req.get_header(REQUEST_ID_HEADER)
+        if request_id is None or not SANE_REQUEST_ID.fullmatch(request_id):
+            request_id = secrets.token_hex(16)  # none given, or not a plain one
         req.context.request_id = request_id
         REQUEST_ID.set(request_id)
         self._metrics.in_flight.inc()

@@ -1,9 +1,10 @@
-"""`ledger serve --workers 2`: two server processes, each with its own pool, serving one port;
-Ctrl-C stops them all and closes every database connection."""
+"""`ledger serve --workers 2`: two server processes, each with its own pool and its own listening
+socket on one port; Ctrl-C stops them all and closes every database connection."""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -26,6 +27,24 @@ def backends(database_url: str) -> int:
         row = conn.execute(SELECT_BACKENDS, {"name": database_name(database_url)}).fetchone()
     assert row is not None
     return row[0]
+
+
+def listening_sockets(process: psutil.Process, port: int) -> list[str]:
+    """Return the sockets (as "socket:[inode]") on which process listens on port."""
+    return [
+        os.readlink(f"/proc/{process.pid}/fd/{connection.fd}")
+        for connection in process.net_connections("tcp")
+        if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port
+    ]
+
+
+def established(process: psutil.Process, port: int) -> int:
+    """Return how many client connections to port process holds."""
+    return sum(
+        1
+        for connection in process.net_connections("tcp")
+        if connection.status == psutil.CONN_ESTABLISHED and connection.laddr.port == port
+    )
 
 
 def wait_for(condition, message: str, timeout_s: float) -> None:  # noqa: ANN001
@@ -73,6 +92,28 @@ def test_two_workers_serve_with_a_pool_each_and_stop_cleanly(tmp_path: Path, ser
             START_TIMEOUT_S,
         )
         workers = worker_processes()
+        wait_for(
+            lambda: all(listening_sockets(worker, port) for worker in workers),
+            lambda: f"listening: {[listening_sockets(w, port) for w in workers]}\n{log_path.read_text()}",
+            START_TIMEOUT_S,
+        )
+        # A listening socket of its own for each worker (SO_REUSEPORT), not one shared socket.
+        (first,), (second,) = (listening_sockets(worker, port) for worker in workers)
+        assert first != second, "the workers accept from one shared socket"
+        # So a burst of keep-alive connections spreads over both (by a hash of each one's
+        # addresses: fewer than 4 of 32 on one worker has a chance of about 3 in a million).
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(32)]
+        try:
+            wait_for(
+                lambda: sum(established(worker, port) for worker in workers) == 32,
+                lambda: f"connections: {[established(w, port) for w in workers]}",
+                START_TIMEOUT_S,
+            )
+            spread = [established(worker, port) for worker in workers]
+            assert min(spread) >= 4, f"32 connections went {spread}"
+        finally:
+            for client in clients:
+                client.close()
         # Each worker opens its own pool (2 connections at least) when it starts.
         wait_for(
             lambda: backends(database_url) >= 4,
