@@ -33,7 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=1000, help="seeded users (default 1000)")
     parser.add_argument("--accounts-per-user", type=int, default=2, help="default 2")
     parser.add_argument("--events", type=int, default=0, help="payments already in the log (default 0)")
-    parser.add_argument("--rounds", type=int, default=3, help="growth: turns each variant takes (default 3)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="all: rounds in which the ceilings and the service take turns, splitting --duration; "
+        "growth: turns each variant takes, each for --duration (default 3)",
+    )
     parser.add_argument("--keep-logs", type=Path, help="keep the server logs in this directory")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -53,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         population=Population(args.users, args.accounts_per_user),
         events=args.events,
         scenarios=scenarios,
+        rounds=args.rounds,
     )
     with tempfile.TemporaryDirectory(prefix="bench-logs-") as temporary:
         log_dir = args.keep_logs or Path(temporary)

@@ -14,10 +14,9 @@ import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from bench.figures import Slice, machine_cpu
 from bench.seed import Population
 from ledger import commands
 from ledger.projections import accounts
@@ -89,28 +88,10 @@ def find_pgbench() -> str:
     )
 
 
-@dataclass(frozen=True)
-class PgbenchResult:
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    transactions: int
-    errors: int
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "rps": round(self.rps, 1),
-            "p50_ms": round(self.p50_ms, 2),
-            "p99_ms": round(self.p99_ms, 2),
-            "requests": self.transactions,
-            "errors": self.errors,
-        }
-
-
 def run_pgbench(
     database_url: str, script: str, concurrency: int, duration_s: float, variables: dict[str, str]
-) -> PgbenchResult:
-    """Run script with pgbench -M prepared; return its rate and latency percentiles."""
+) -> Slice:
+    """Run script with pgbench -M prepared; return each transaction's latency and the failures."""
     with tempfile.TemporaryDirectory(prefix="bench-pgbench-") as workdir:
         script_path = Path(workdir) / "script.sql"
         script_path.write_text(script)
@@ -127,7 +108,8 @@ def run_pgbench(
         for name, value in variables.items():
             command += ["-D", f"{name}={value}"]
         command.append(database_url)
-        finished = subprocess.run(command, capture_output=True, text=True, check=False)
+        with machine_cpu() as machine:
+            finished = subprocess.run(command, capture_output=True, text=True, check=False)
         if finished.returncode not in (0, 2):  # 2: some transactions failed, still a result
             raise RuntimeError(f"pgbench failed:\n{finished.stdout}\n{finished.stderr}")
         latencies_ms: list[float] = []
@@ -141,15 +123,7 @@ def run_pgbench(
                     latencies_ms.append(int(fields[2]) / 1000)
     tps = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", finished.stdout)
     assert tps is not None, finished.stdout
-    latencies_ms.sort()
-
-    def percentile(fraction: float) -> float:
-        return latencies_ms[min(len(latencies_ms) - 1, int(fraction * len(latencies_ms)))]
-
-    return PgbenchResult(
-        rps=float(tps.group(1)),
-        p50_ms=percentile(0.50),
-        p99_ms=percentile(0.99),
-        transactions=len(latencies_ms),
-        errors=failed,
-    )
+    # The duration that gives pgbench's own rate, which leaves out the time spent connecting.
+    rate = float(tps.group(1))
+    measured_s = len(latencies_ms) / rate if rate else float(duration_s)
+    return Slice(duration_s=measured_s, latencies_ms=latencies_ms, errors=failed, machine=machine)

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import seed, server
-from bench.run import HOST, WEBHOOK_OK, Deliveries, Options, _load, database_server, fresh_database
+from bench.figures import Figures
+from bench.run import HOST, WEBHOOK_OK, Deliveries, Options, database_server, fresh_database, measure_load
 
 ACCOUNTS_X10_USERS = 10_000  # x 2 accounts each: 20,000 accounts, ten times the default
 EVENTS_1M = 1_000_000
@@ -83,7 +84,16 @@ def _webhook_round(
         url, port, options.workers, jwt_secret, webhook_secret, log_dir / "ledger-serve-growth.log"
     ) as process:
         deliveries = Deliveries(options.population, webhook_secret, f"{HOST}:{port}", 0.0)
-        figure = _load(port, options, deliveries.next_request, deliveries.on_answer, process, WEBHOOK_OK)
+        measured = measure_load(
+            port,
+            options,
+            options.duration_s,
+            deliveries.next_request,
+            deliveries.on_answer,
+            process,
+            WEBHOOK_OK,
+        )
+        figure = Figures([measured]).summary()
     balances_after, logged, _ = seed.totals(url)
     accepted = Decimal(deliveries.accepted_cents) / 100
     figure["sums_match"] = balances_after - balances_before == accepted and balances_after == logged

@@ -11,7 +11,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -23,6 +23,7 @@ import psycopg.sql
 import simplejson
 
 from bench import ceiling, load, seed, server
+from bench.figures import Figures, Slice, machine_cpu, median_or_none, ratio, ratios_per_round
 from bench.seed import Population
 from ledger import db, signatures
 from ledger.config import REPO_ROOT, Argon2Cost
@@ -45,6 +46,7 @@ class Options:
     population: Population
     events: int
     scenarios: tuple[str, ...]
+    rounds: int = 3
 
 
 # The database ---------------------------------------------------------------------------------
@@ -162,56 +164,69 @@ def trivial_requests(host: str) -> load.NextRequest:
     return lambda: (request, None)
 
 
-def _load(
+def measure_load(
     port: int,
     options: Options,
+    duration_s: float,
     next_request: load.NextRequest,
     on_answer: load.OnAnswer | None = None,
     process: subprocess.Popen[bytes] | None = None,
     ok_statuses: frozenset[int] = READ_OK,
-) -> dict[str, Any]:
-    """Run the generator against port; return its summary, with the server's CPU per request."""
+) -> Slice:
+    """Run the generator against port for duration_s; return what it saw and what it cost."""
     loop = load.new_event_loop()
     cpu_before = server.cpu_s(process) if process else 0.0
     try:
-        result = loop.run_until_complete(
-            load.run(
-                HOST,
-                port,
-                options.concurrency,
-                options.duration_s,
-                next_request,
-                on_answer or (lambda tag, status, body: None),
+        with machine_cpu() as machine:
+            result = loop.run_until_complete(
+                load.run(
+                    HOST,
+                    port,
+                    options.concurrency,
+                    duration_s,
+                    next_request,
+                    on_answer or (lambda tag, status, body: None),
+                )
             )
-        )
     finally:
         loop.close()
-    summary = result.summary(ok_statuses)
-    if process:
-        # CPU per request is what the code costs, whatever else shares the machine.
-        summary["server_cpu_ms_per_request"] = round(
-            (server.cpu_s(process) - cpu_before) * 1000 / max(1, result.requests), 3
-        )
-    return summary
+    return Slice(
+        duration_s=result.duration_s,
+        latencies_ms=result.latencies_ms,
+        errors=result.errors(ok_statuses),
+        machine=machine,
+        statuses=result.statuses,
+        server_cpu_s=server.cpu_s(process) - cpu_before if process else None,
+        generator_cpu_s=result.generator_cpu_s,
+    )
 
 
 # The run --------------------------------------------------------------------------------------
 
-
-def _ratio(numerator: float, denominator: float) -> float | None:
-    return round(numerator / denominator, 3) if denominator else None
+# What runs in each round, in this order; generator and login run once (see run()).
+ROUND_SCENARIOS = ("ceiling_write", "ceiling_read", "webhook", "webhook_redeliveries", "accounts")
+RATIOS = {"webhook": "ceiling_write", "webhook_redeliveries": "ceiling_write", "accounts": "ceiling_read"}
 
 
 def run(options: Options, log_dir: Path) -> dict[str, Any]:
-    """Run the chosen scenarios on a fresh, seeded database; return the report."""
+    """Run the chosen scenarios on a fresh, seeded database; return the report.
+
+    The ceiling and the service take turns: each round runs pgbench's write and read ceilings,
+    then the webhook, its re-delivery variant and the accounts read against `ledger serve`
+    (which idles, started, while pgbench runs), each for duration/rounds seconds. A scenario's
+    figure sums its rounds, and each ratio is also given round by round, so that a slowdown of
+    the shared machine halfway through lowers both sides of a ratio instead of one.
+    """
     webhook_secret = b"bench-webhook-" + secrets.token_hex(8).encode()
     jwt_secret = secrets.token_hex(32).encode()
     cost = Argon2Cost()
+    slice_s = options.duration_s / options.rounds
     report: dict[str, Any] = {
         "load_before": [round(x, 2) for x in os.getloadavg()],
         "cpus": os.cpu_count(),
         "settings": {
             "duration_s": options.duration_s,
+            "rounds": options.rounds,
             "concurrency": options.concurrency,
             "workers": options.workers,
             "users": options.population.users,
@@ -222,96 +237,123 @@ def run(options: Options, log_dir: Path) -> dict[str, Any]:
                 f"m={cost.memory_cost_kib} KiB, p={cost.parallelism}); the server runs with default settings"
             ),
             "load_generator": (
-                "bench.load: asyncio + uvloop raw HTTP/1.1 keep-alive connections in the bench process; "
-                "'generator' is the same generator against a server that answers at once"
+                "bench.load: asyncio + uvloop protocol callbacks, raw HTTP/1.1 keep-alive connections in "
+                "the bench process; 'generator' is the same generator against a server that answers at once"
             ),
         },
         "scenarios": {},
     }
-    scenarios: dict[str, Any] = report["scenarios"]
+    figures: dict[str, Figures] = {}
     with database_server(options.database_url) as (server_url, kind), fresh_database(server_url) as url:
         report["settings"]["database"] = kind
         started = time.monotonic()
         seed.seed(url, options.population, options.events, webhook_secret)
         report["settings"]["seed_s"] = round(time.monotonic() - started, 1)
 
-        if "ceiling" in options.scenarios:
-            variables = {"n": "0", "run": uuid.uuid4().hex[:8], "secret": webhook_secret.decode()}
-            write = ceiling.run_pgbench(
-                url,
-                ceiling.webhook_script(options.population),
-                options.concurrency,
-                options.duration_s,
-                variables,
-            )
-            scenarios["ceiling_write"] = write.summary()
-            # Every pgbench delivery had a new transaction id, so each one was credited, as
-            # each of the service's is: the ceiling did the same work per delivery.
-            scenarios["ceiling_write"]["credited"] = seed.count_payments_like(
-                url, f"pgb-{variables['run']}-%"
-            )
-            read = ceiling.run_pgbench(
-                url, ceiling.accounts_script(options.population), options.concurrency, options.duration_s, {}
-            )
-            scenarios["ceiling_read"] = read.summary()
-
         if "generator" in options.scenarios:
             port = server.free_port()
             with server.trivial_server(port, log_dir / "trivial.log"):
-                scenarios["generator"] = _load(port, options, trivial_requests(f"{HOST}:{port}"))
+                figures["generator"] = Figures()
+                trivial = trivial_requests(f"{HOST}:{port}")
+                figures["generator"].add(measure_load(port, options, options.duration_s, trivial))
 
         port = server.free_port()
         host = f"{HOST}:{port}"
-        with server.ledger_serve(
-            url, port, options.workers, jwt_secret, webhook_secret, log_dir / "ledger-serve.log"
+        pgbench_run = uuid.uuid4().hex[:8]
+        deliveries = {
+            "webhook": Deliveries(options.population, webhook_secret, host, 0.0),
+            "webhook_redeliveries": Deliveries(options.population, webhook_secret, host, REDELIVERY_SHARE),
+        }
+        reads = account_reads(options.population, Tokens(jwt_secret, 3600), host)
+        serves = {"webhook", "accounts", "login"} & set(options.scenarios)
+        with (
+            server.ledger_serve(
+                url, port, options.workers, jwt_secret, webhook_secret, log_dir / "ledger-serve.log"
+            )
+            if serves
+            else nullcontext()
         ) as process:
-            if "webhook" in options.scenarios:
-                balances_before, _, _ = seed.totals(url)
-                accepted = Decimal(0)
-                for name, share in (("webhook", 0.0), ("webhook_redeliveries", REDELIVERY_SHARE)):
-                    deliveries = Deliveries(options.population, webhook_secret, host, share)
-                    scenarios[name] = _load(
-                        port, options, deliveries.next_request, deliveries.on_answer, process, WEBHOOK_OK
-                    )
-                    if share:
-                        scenarios[name]["redeliveries_sent"] = deliveries.redeliveries_sent
-                        scenarios[name]["redeliveries_answered_200"] = deliveries.redeliveries_answered_200
-                    accepted += Decimal(deliveries.accepted_cents) / 100
-                balances_after, logged, _ = seed.totals(url)
-                report["sums"] = {
-                    "balances_gained": str(balances_after - balances_before),
-                    "accepted_amounts": str(accepted),
-                    "balances_total": str(balances_after),
-                    "payments_in_log_total": str(logged),
-                }
-                report["sums_match"] = (
-                    balances_after - balances_before == accepted and balances_after == logged
-                )
-            if "accounts" in options.scenarios:
-                tokens = Tokens(jwt_secret, 3600)
-                reads = account_reads(options.population, tokens, host)
-                scenarios["accounts"] = _load(port, options, reads, process=process)
+            balances_gained = Decimal(0)  # by the webhook rounds alone
+            for round_number in range(options.rounds):
+                for name in ROUND_SCENARIOS:
+                    if _scenario_of(name) not in options.scenarios:
+                        continue
+                    if name == "ceiling_write":
+                        script = ceiling.webhook_script(options.population)
+                        # A run id for each round: pgbench numbers its transactions from 0 again.
+                        variables = {
+                            "n": "0",
+                            "run": f"{pgbench_run}r{round_number}",
+                            "secret": webhook_secret.decode(),
+                        }
+                        measured = ceiling.run_pgbench(url, script, options.concurrency, slice_s, variables)
+                    elif name == "ceiling_read":
+                        script = ceiling.accounts_script(options.population)
+                        measured = ceiling.run_pgbench(url, script, options.concurrency, slice_s, {})
+                    elif name in deliveries:
+                        chosen = deliveries[name]
+                        balances_before, _, _ = seed.totals(url)
+                        measured = measure_load(
+                            port, options, slice_s, chosen.next_request, chosen.on_answer, process, WEBHOOK_OK
+                        )
+                        balances_gained += seed.totals(url)[0] - balances_before
+                    else:
+                        measured = measure_load(port, options, slice_s, reads, process=process)
+                    figures.setdefault(name, Figures()).add(measured)
             if "login" in options.scenarios:
-                scenarios["login"] = _load(port, options, logins(options.population, host), process=process)
-            report["server_rss_mb"] = server.resident_mb(process)
+                figures["login"] = Figures()
+                login_requests = logins(options.population, host)
+                figures["login"].add(
+                    measure_load(port, options, options.duration_s, login_requests, process=process)
+                )
+            if process is not None:
+                report["server_rss_mb"] = server.resident_mb(process)
+        balances_total, logged, _ = seed.totals(url)
 
-    for name, ceiling_name in (
-        ("webhook", "ceiling_write"),
-        ("webhook_redeliveries", "ceiling_write"),
-        ("accounts", "ceiling_read"),
-    ):
-        if name in scenarios and ceiling_name in scenarios:
-            scenarios[name]["ratio_to_ceiling"] = _ratio(
-                scenarios[name]["rps"], scenarios[ceiling_name]["rps"]
+        scenarios: dict[str, Any] = report["scenarios"]
+        for name in ("ceiling_write", "ceiling_read", "generator", *ROUND_SCENARIOS[2:], "login"):
+            if name in figures:
+                scenarios[name] = figures[name].summary()
+        if "ceiling_write" in figures:
+            # Every pgbench delivery had a new transaction id, so each one was credited, as
+            # each of the service's is: the ceiling did the same work per delivery.
+            scenarios["ceiling_write"]["credited"] = seed.count_payments_like(url, f"pgb-{pgbench_run}r%")
+        if "webhook" in options.scenarios:
+            redeliveries = deliveries["webhook_redeliveries"]
+            scenarios["webhook_redeliveries"]["redeliveries_sent"] = redeliveries.redeliveries_sent
+            scenarios["webhook_redeliveries"]["redeliveries_answered_200"] = (
+                redeliveries.redeliveries_answered_200
             )
+            accepted = sum(Decimal(chosen.accepted_cents) / 100 for chosen in deliveries.values())
+            report["sums"] = {
+                "balances_gained": str(balances_gained),
+                "accepted_amounts": str(accepted),
+                "balances_total": str(balances_total),
+                "payments_in_log_total": str(logged),
+            }
+            # What the webhook rounds added is what the service answered 201 for, and every
+            # balance (pgbench's credits included) is the sum of the payments in the log.
+            report["sums_match"] = balances_gained == accepted and balances_total == logged
+
+    for name, ceiling_name in RATIOS.items():
+        if name in figures and ceiling_name in figures:
+            scenarios[name]["ratio_to_ceiling"] = ratio(figures[name].rps, figures[ceiling_name].rps)
+            per_round = ratios_per_round(figures[name], figures[ceiling_name])
+            scenarios[name]["ratio_per_round"] = per_round
+            scenarios[name]["median_ratio_of_rounds"] = median_or_none(per_round)
     for name in ("webhook", "webhook_redeliveries", "accounts", "login"):
-        if name in scenarios and "generator" in scenarios:
-            scenarios[name]["share_of_generator_ceiling"] = _ratio(
-                scenarios[name]["rps"], scenarios["generator"]["rps"]
-            )
+        if name in figures and "generator" in figures:
+            scenarios[name]["share_of_generator_ceiling"] = ratio(figures[name].rps, figures["generator"].rps)
     report["targets"] = targets(report)
     report["load_after"] = [round(x, 2) for x in os.getloadavg()]
     return report
+
+
+def _scenario_of(name: str) -> str:
+    """Return the scenario a round's part belongs to (the command line's names)."""
+    if name.startswith("ceiling"):
+        return "ceiling"
+    return "webhook" if name.startswith("webhook") else name
 
 
 def targets(report: dict[str, Any]) -> dict[str, bool]:
@@ -338,10 +380,25 @@ def targets(report: dict[str, Any]) -> dict[str, bool]:
 
 def table(report: dict[str, Any]) -> str:
     """Return the report as a table for people."""
-    rows = [("scenario", "rps", "p50 ms", "p99 ms", "errors", "ratio", "server CPU ms/request")]
+    rows = [
+        (
+            "scenario",
+            "rps",
+            "p50 ms",
+            "p99 ms",
+            "errors",
+            "ratio",
+            "ratio per round",
+            "server CPU ms/req",
+            "machine CPU ms/req",
+            "idle",
+        )
+    ]
     for name, figures in report["scenarios"].items():
-        ratio = figures.get("ratio_to_ceiling")
+        ratio_to_ceiling = figures.get("ratio_to_ceiling")
+        per_round = figures.get("ratio_per_round")
         cpu = figures.get("server_cpu_ms_per_request")
+        idle = figures.get("machine_idle_share")
         rows.append(
             (
                 name,
@@ -349,8 +406,11 @@ def table(report: dict[str, Any]) -> str:
                 f"{figures['p50_ms']:.1f}",
                 f"{figures['p99_ms']:.1f}",
                 str(figures["errors"]),
-                "" if ratio is None else f"{ratio:.0%} of ceiling",
+                "" if ratio_to_ceiling is None else f"{ratio_to_ceiling:.0%} of ceiling",
+                "" if per_round is None else " ".join(f"{r:.0%}" for r in per_round if r is not None),
                 "" if cpu is None else f"{cpu:.2f}",
+                f"{figures['machine_cpu_ms_per_request']:.2f}",
+                "" if idle is None else f"{idle:.0%}",
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -362,8 +422,9 @@ def table(report: dict[str, Any]) -> str:
     settings = report["settings"]
     lines.append("")
     lines.append(
-        f"{settings['concurrency']} connections, {settings['duration_s']:g} s each, "
-        f"{settings['workers']} worker(s), {settings['users']} users, {settings['accounts']} accounts, "
+        f"{settings['concurrency']} connections, {settings['duration_s']:g} s each in "
+        f"{settings['rounds']} rounds, {settings['workers']} worker(s), {settings['users']} users, "
+        f"{settings['accounts']} accounts, "
         f"{settings['events_seeded']} events seeded, {settings['database']} PostgreSQL, "
         f"{report['cpus']} CPUs, load {report['load_before']} -> {report['load_after']}"
     )

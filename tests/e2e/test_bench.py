@@ -14,7 +14,7 @@ TIMEOUT_S = 120
 
 def test_the_bench_runs_every_scenario_and_the_sums_match(server_url: str) -> None:
     command = [sys.executable, "-m", "bench", "all", "--database-url", server_url, "--json"]
-    command += ["--duration", "1", "--concurrency", "4", "--workers", "2", "--users", "20"]
+    command += ["--duration", "2", "--rounds", "2", "--concurrency", "4", "--workers", "2", "--users", "20"]
     finished = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=TIMEOUT_S)
     assert finished.returncode == 0, finished.stderr
     report = json.loads(finished.stdout)
@@ -33,6 +33,13 @@ def test_the_bench_runs_every_scenario_and_the_sums_match(server_url: str) -> No
     assert scenarios["ceiling_write"]["credited"] == scenarios["ceiling_write"]["requests"]
     assert scenarios["webhook"]["ratio_to_ceiling"] > 0
     assert scenarios["accounts"]["ratio_to_ceiling"] > 0
+    # The ceilings and the service took turns, round by round, each round giving a ratio.
+    for name in ("ceiling_write", "ceiling_read", "webhook", "webhook_redeliveries", "accounts"):
+        assert scenarios[name]["rounds"] == 2, name
+        assert sum(scenarios[name]["rps_per_round"]) > 0, name
+    assert all(ratio > 0 for ratio in scenarios["webhook"]["ratio_per_round"])
+    for figures in scenarios.values():
+        assert figures["machine_cpu_ms_per_request"] > 0
     roles = sorted(name.partition(":")[0] for name in report["server_rss_mb"])
     assert roles.count("worker") == 2 and roles.count("main") == 1, roles
 
