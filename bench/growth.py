@@ -21,7 +21,16 @@ from typing import Any
 
 from bench import seed, server
 from bench.figures import Figures
-from bench.run import HOST, WEBHOOK_OK, Deliveries, Options, database_server, fresh_database, measure_load
+from bench.run import (
+    HOST,
+    PREPARED_PER_S,
+    WEBHOOK_OK,
+    Deliveries,
+    Options,
+    database_server,
+    fresh_database,
+    measure_load,
+)
 
 ACCOUNTS_X10_USERS = 10_000  # x 2 accounts each: 20,000 accounts, ten times the default
 EVENTS_1M = 1_000_000
@@ -84,6 +93,7 @@ def _webhook_round(
         url, port, options.workers, jwt_secret, webhook_secret, log_dir / "ledger-serve-growth.log"
     ) as process:
         deliveries = Deliveries(options.population, webhook_secret, f"{HOST}:{port}", 0.0)
+        deliveries.prepare(round(options.duration_s * PREPARED_PER_S))
         measured = measure_load(
             port,
             options,
