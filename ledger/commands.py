@@ -15,7 +15,7 @@ from psycopg.errors import NumericValueOutOfRange, UniqueViolation
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from ledger import errors, login_throttle
+from ledger import db, errors, login_throttle
 from ledger.config import LoginThrottle
 from ledger.events import PaymentReceived, UserDeleted, UserRegistered, UserUpdated, store
 from ledger.events.types import to_data
@@ -166,17 +166,17 @@ async def log_in(
     # The connection goes back to the pool before argon2 runs: under a burst of logins the
     # hashes queue for threads for seconds, and connections held meanwhile ran the pool dry
     # (503s for logins and webhooks alike; seen in the bench's login scenario).
-    async with pool.connection() as conn:
+    async with db.connection(pool) as conn:
         email_failed = await login_throttle.refuse_if_locked(conn, throttle, keys)
         record = await users.login_record(conn, attempt.email)
     # verify() spends the same time whether or not the email is known.
     matches = await passwords.verify(record.password_hash if record else None, attempt.password)
     if record is None or not matches:
-        async with pool.connection() as conn:
+        async with db.connection(pool) as conn:
             await login_throttle.count_failure(conn, throttle, keys)
         raise errors.InvalidCredentialsError()
     if email_failed:
-        async with pool.connection() as conn:
+        async with db.connection(pool) as conn:
             await login_throttle.forget_failures(conn, keys)
     return record
 

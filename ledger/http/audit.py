@@ -6,6 +6,7 @@ from falcon.asgi import Request, Response
 from psycopg import IsolationLevel
 from psycopg_pool import AsyncConnectionPool
 
+from ledger import db
 from ledger.events import feed
 from ledger.http import parse, render
 from ledger.http.auth import AUDIT
@@ -24,7 +25,7 @@ class EventFeed:
     async def on_get(self, req: Request, resp: Response) -> None:
         limit, _ = parse.page(req.get_param("limit"), None)
         after = parse.cursor(req.get_param("after"))
-        async with self._pool.connection() as conn:
+        async with db.connection(self._pool) as conn:
             events = await feed.page(conn, after, limit)
         resp.media = render.feed_page(events, after)
 
@@ -44,7 +45,7 @@ class AuditSummary:
 
     async def on_get(self, req: Request, resp: Response) -> None:
         through = req.get_param("through")
-        async with self._pool.connection() as conn:
+        async with db.connection(self._pool) as conn:
             if through is not None:
                 cursor = parse.cursor(through)
                 summary = await history.feed_prefix_balance_summary(conn, cursor)
@@ -73,7 +74,7 @@ class AllPayments:
         user_id = req.get_param("user_id")
         owner = None if user_id is None else parse.query_id("user_id", user_id)
         before = parse.BIGINT_MAX if after is None else after
-        async with self._pool.connection() as conn:
+        async with db.connection(self._pool) as conn:
             views = await accounts.all_payments_page(conn, owner, before, limit + 1)
         if len(views) > limit:
             views = views[:limit]

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import jwt
 from psycopg_pool import AsyncConnectionPool
 
-from ledger import errors
+from ledger import db, errors
 from ledger.projections import users
 from ledger.projections.users import LoginRecord
 
@@ -133,7 +133,7 @@ class Authentication:
             assert access == USER, "only a resource open to every user checks revocation itself"
             req.context.claims = Claims(user_id, version)
             return
-        async with self._pool.connection() as conn:
+        async with db.connection(self._pool) as conn:
             user = revoked_unless_found(await users.token_user(conn, user_id, version))
         if access == ADMIN and not user.is_admin:
             raise errors.ForbiddenError()

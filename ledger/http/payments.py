@@ -8,7 +8,7 @@ import falcon
 from falcon.asgi import Request, Response
 from psycopg_pool import AsyncConnectionPool
 
-from ledger import commands
+from ledger import commands, db
 from ledger.http import parse, render
 from ledger.http.auth import PUBLIC
 
@@ -22,7 +22,7 @@ class PaymentWebhook:
 
     async def on_post(self, req: Request, resp: Response) -> None:
         delivery = parse.payment_delivery(await parse.read_body(req), self._secrets)
-        async with self._pool.connection() as conn:
+        async with db.connection(self._pool) as conn:
             outcome = await commands.receive_payment(conn, delivery)
         resp.status = falcon.HTTP_201 if outcome.is_new else falcon.HTTP_200
         resp.media = render.payment_outcome(outcome)

@@ -9,7 +9,7 @@ import falcon
 from falcon.asgi import Request, Response
 from psycopg_pool import AsyncConnectionPool
 
-from ledger import commands
+from ledger import commands, db
 from ledger.commands import NewUser
 from ledger.http import auth, parse, render
 from ledger.http.auth import ADMIN, AUDIT, USER
@@ -44,7 +44,7 @@ class MyAccounts:
     async def on_get(self, req: Request, resp: Response) -> None:
         claims = req.context.claims
         cut = parse.as_of(req.get_param("as_of"))
-        async with self._pool.connection() as conn:
+        async with db.connection(self._pool) as conn:
             if cut is None:
                 found = await accounts.accounts_of_live_user(conn, claims.user_id, claims.credentials_version)
             else:
@@ -64,7 +64,7 @@ class MyPayments:
         limit, after = parse.page(req.get_param("limit"), req.get_param("after"))
         # Newest first: the next page continues below the last id shown.
         before = BIGINT_MAX if after is None else after
-        async with self._pool.connection() as conn:
+        async with db.connection(self._pool) as conn:
             views = await accounts.payments_page(conn, req.context.user.id, before, limit + 1)
         if len(views) > limit:
             views = views[:limit]
@@ -84,7 +84,7 @@ class UserList:
     async def on_get(self, req: Request, resp: Response) -> None:
         limit, after = parse.page(req.get_param("limit"), req.get_param("after"))
         cut = parse.as_of(req.get_param("as_of"))
-        async with self._pool.connection() as conn:
+        async with db.connection(self._pool) as conn:
             if cut is None:
                 views = await users.users_page(conn, after or 0, limit + 1)
             else:
@@ -120,7 +120,7 @@ class UserCreation:
 
     async def on_post(self, req: Request, resp: Response) -> None:
         new_user = self._parse_body(await parse.read_body(req))
-        async with self._pool.connection() as conn:
+        async with db.connection(self._pool) as conn:
             user = await commands.register(conn, self._passwords, new_user)
         resp.status = falcon.HTTP_201
         resp.media = render.user(user)
@@ -136,7 +136,7 @@ class UserUpdate:
     async def on_put(self, req: Request, resp: Response, user_id: str) -> None:
         target_id = parse.user_id(user_id)
         changes = parse.user_changes(await parse.read_body(req))
-        async with self._pool.connection() as conn:
+        async with db.connection(self._pool) as conn:
             user = await commands.update_user(conn, self._passwords, target_id, changes)
         resp.media = render.user(user)
 
@@ -149,6 +149,6 @@ class UserDeletion:
 
     async def on_delete(self, req: Request, resp: Response, user_id: str) -> None:
         target_id = parse.user_id(user_id)
-        async with self._pool.connection() as conn:
+        async with db.connection(self._pool) as conn:
             await commands.delete_user(conn, req.context.user.id, target_id)
         resp.media = {"message": "User deleted successfully"}
