@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 import psycopg
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncCursor
 from psycopg_pool import AsyncConnectionPool
 from yoyo import get_backend, read_migrations
 from yoyo.migrations import MigrationList
@@ -118,6 +118,30 @@ def yoyo_url(database_url: str) -> str:
     return f"postgresql+psycopg://{rest}"
 
 
+class PooledConnection(AsyncConnection):
+    """A connection of the service's pool, which keeps a cursor for one-statement use cases.
+
+    A cursor looks up its adapters (a dumper for each parameter type, a loader for each result
+    column) as it first runs a statement, and conn.execute() makes a new cursor each time: for
+    a webhook delivery, that was 8% of its instructions through the app (callgrind). The kept
+    cursor looks them up once. A pooled connection serves one task at a time, and each use
+    reads its rows before it returns the connection, so the cursor is never shared.
+    """
+
+    _kept_cursor: AsyncCursor | None = None
+
+    def kept_cursor(self) -> AsyncCursor:
+        if self._kept_cursor is None or self._kept_cursor.closed:
+            self._kept_cursor = self.cursor()
+        return self._kept_cursor
+
+
+def statement_cursor(conn: AsyncConnection) -> AsyncCursor:
+    """Return a cursor to run one statement on and read all its rows: a pooled connection's
+    kept cursor, or a new one (a connection of a script or a test)."""
+    return conn.kept_cursor() if isinstance(conn, PooledConnection) else conn.cursor()
+
+
 async def _configure(conn: AsyncConnection) -> None:
     # Autocommit: a webhook delivery is one statement, its own transaction, one round trip.
     # Every multi-statement use case opens `conn.transaction()` explicitly.
@@ -137,6 +161,7 @@ def create_pool(
     """
     return AsyncConnectionPool(
         database_url,
+        connection_class=PooledConnection,
         min_size=size_min,
         max_size=size_max,
         configure=_configure,

@@ -14,6 +14,8 @@ from decimal import Decimal
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
+from ledger import db
+
 # The accounts of a user who is live with that credentials version, in one round trip that is
 # also the token's revocation check: no row at all when the user was deleted or the version
 # moved on (a password or email change); one row of NULLs when the user has no account.
@@ -67,11 +69,11 @@ async def accounts_of_live_user(
     conn: AsyncConnection, user_id: int, credentials_version: int
 ) -> list[AccountView] | None:
     """Return the user's accounts, by id; None when no live user has that id and version."""
-    async with conn.cursor() as cursor:
-        await cursor.execute(
-            SELECT_ACCOUNTS_OF_LIVE_USER, {"user_id": user_id, "credentials_version": credentials_version}
-        )
-        rows = await cursor.fetchall()
+    cursor = db.statement_cursor(conn)  # the hottest read: see db.PooledConnection
+    await cursor.execute(
+        SELECT_ACCOUNTS_OF_LIVE_USER, {"user_id": user_id, "credentials_version": credentials_version}
+    )
+    rows = await cursor.fetchall()
     if not rows:
         return None
     return [AccountView(*row) for row in rows if row[0] is not None]

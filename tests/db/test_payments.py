@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from ledger import commands, errors
+from ledger import commands, db, errors
 from ledger.commands import PaymentOutcome
 from ledger.events import PaymentReceived
 from ledger.passwords import Passwords
@@ -194,3 +194,31 @@ async def test_a_payment_past_the_largest_balance_is_refused_and_changes_nothing
             await commands.receive_payment(conn, delivery(1, 1, "1.00"))
         assert await event_count(conn) == events_before
         assert await balance_of(conn, 1) == Decimal("999999999999999999.00")
+
+
+async def test_a_pooled_connection_keeps_one_cursor_that_outlives_a_refused_delivery(
+    own_database: str,
+) -> None:
+    """receive_payment reuses the pooled connection's cursor (db.PooledConnection): a delivery
+    refused with an error on it leaves it fit for the next, which is credited exactly."""
+    pool = db.create_pool(own_database, 1, 1)  # one connection: every delivery shares it
+    await pool.open(wait=True)
+    try:
+        async with db.connection(pool) as conn:
+            assert isinstance(conn, db.PooledConnection)
+            kept = db.statement_cursor(conn)
+            await conn.execute("UPDATE accounts SET balance = 999999999999999999.00 WHERE id = 1")
+            with pytest.raises(errors.BalanceLimitError):
+                await commands.receive_payment(conn, delivery(1, 1, "1.00"))
+        other_account = new_account_id()
+        payment = delivery(1, other_account, "2.50")
+        async with db.connection(pool) as conn:
+            first = await commands.receive_payment(conn, payment)
+            again = await commands.receive_payment(conn, payment)
+            assert db.statement_cursor(conn) is kept
+            assert await balance_of(conn, other_account) == Decimal("2.50")
+            assert await balance_of(conn, 1) == Decimal("999999999999999999.00")
+        assert (first.is_new, first.balance) == (True, Decimal("2.50"))
+        assert (again.is_new, again.balance) == (False, Decimal("2.50"))
+    finally:
+        await pool.close()
