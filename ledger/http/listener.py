@@ -11,6 +11,10 @@ Linux hands each new connection to one of them by a hash of its addresses: an ev
 expectation, whichever worker is awake. The supervisor keeps a bound socket that never listens:
 it holds the port (and resolves port 0) without taking connections.
 
+The price: connections that a worker has not accepted yet are reset if that worker dies (its
+queue dies with its socket), where a shared socket would leave them to the others. Clients of a
+webhook retry, and uvicorn's supervisor starts a new worker.
+
 Only on Linux: elsewhere SO_REUSEPORT does not spread connections (the last socket bound gets
 them all), and `ledger serve` keeps uvicorn's shared socket.
 """
