@@ -84,7 +84,7 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
             # A listening socket for each worker, so that connections spread evenly (see
             # ledger.http.listener); uvicorn's supervisor starts, watches and stops the workers.
             try:
-                sockets: list[socket.socket] = [listener.WorkerListener.bind(host, port)]
+                sockets: list[socket.socket] = [listener.WorkerListener.for_address(host, port)]
             except OSError as error:
                 log.error("cannot listen on %s:%d: %s", host, port, error)
                 sys.exit(STARTUP_FAILURE)

@@ -51,7 +51,7 @@ class WorkerListener(socket.socket):
     """
 
     @classmethod
-    def bind(cls, host: str, port: int) -> WorkerListener:
+    def for_address(cls, host: str, port: int) -> WorkerListener:
         """Return a bound, not listening, SO_REUSEPORT socket on (host, port); raise OSError."""
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         # First a plain bind: it fails while anything listens on the port, another `ledger
