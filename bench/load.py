@@ -42,26 +42,9 @@ class LoadResult:
     def requests(self) -> int:
         return len(self.latencies_ms)
 
-    def percentile_ms(self, fraction: float) -> float:
-        if not self.latencies_ms:
-            return float("nan")
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
     def errors(self, ok_statuses: frozenset[int]) -> int:
         bad = sum(count for status, count in self.statuses.items() if status not in ok_statuses)
         return bad + self.transport_errors
-
-    def summary(self, ok_statuses: frozenset[int]) -> dict[str, Any]:
-        return {
-            "rps": round(self.requests / self.duration_s, 1),
-            "p50_ms": round(self.percentile_ms(0.50), 2),
-            "p99_ms": round(self.percentile_ms(0.99), 2),
-            "requests": self.requests,
-            "errors": self.errors(ok_statuses),
-            "statuses": {str(status): count for status, count in sorted(self.statuses.items())},
-            "generator_cpu_share": round(self.generator_cpu_s / self.duration_s, 3),
-        }
 
 
 def request_bytes(

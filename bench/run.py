@@ -294,7 +294,7 @@ def run(options: Options, log_dir: Path) -> dict[str, Any]:
                 for name in ROUND_SCENARIOS:
                     if _scenario_of(name) not in options.scenarios:
                         continue
-                    idle_cpu_before = server.cpu_s(process) if process else None
+                    server_cpu_before = server.cpu_s(process) if process else 0.0
                     if name == "ceiling_write":
                         script = ceiling.webhook_script(options.population)
                         # A run id for each round: pgbench numbers its transactions from 0 again.
@@ -317,10 +317,10 @@ def run(options: Options, log_dir: Path) -> dict[str, Any]:
                         balances_gained += seed.totals(url)[0] - balances_before
                     else:
                         measured = measure_load(port, options, slice_s, reads, process=process)
-                    if name.startswith("ceiling") and process is not None and idle_cpu_before is not None:
+                    if name.startswith("ceiling") and process is not None:
                         # `ledger serve` waits, started, while pgbench runs: what it spent then
                         # shows that it took next to nothing from the ceiling.
-                        measured.server_cpu_s = server.cpu_s(process) - idle_cpu_before
+                        measured.server_cpu_s = server.cpu_s(process) - server_cpu_before
                     figures.setdefault(name, Figures()).add(measured)
             if "login" in options.scenarios:
                 figures["login"] = Figures()

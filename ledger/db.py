@@ -171,8 +171,13 @@ def create_pool(
     )
 
 
-class connection:  # noqa: N801 - used as a function: `async with db.connection(pool) as conn`
-    """A connection of the pool for the length of a block: `async with db.connection(pool)`.
+def connection(pool: AsyncConnectionPool) -> Checkout:
+    """Return a connection of the pool for the length of a block: `async with db.connection(pool)`."""
+    return Checkout(pool)
+
+
+class Checkout:
+    """A connection of the pool for the length of a block (see connection()).
 
     pool.connection() does the same and also commits (or rolls back) on the way out, which
     these autocommit connections never need: each use case that writes opens its own
