@@ -15,7 +15,9 @@ RUN pip install --no-cache-dir /app
 
 FROM python:3.11-slim
 
-ENV PYTHONDONTWRITEBYTECODE=1 \
+# Production mode: `ledger serve` refuses public or placeholder secrets and seeded users.
+ENV LEDGER_ENV=production \
+    PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PATH="/opt/venv/bin:$PATH" \
     LEDGER_MIGRATIONS_DIR=/app/sql \

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import os
 import signal
 import socket
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -22,12 +23,13 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from ledger import db, logs
-from ledger.config import Settings, settings_from_environment
+from ledger.config import PRODUCTION, Settings, environment_of, production_refusals, settings_from_environment
 from ledger.events import export, feed
 from ledger.events.verify import VerifyReport, verify
-from ledger.http import listener
+from ledger.http import listener, protocol
 from ledger.http.app import create_app
 from ledger.projections.rebuild import ExportReplay, replay, replay_export
+from ledger.signatures import Webhooks
 
 log = logging.getLogger("ledger")
 WORKER_APP = "ledger.__main__:worker_app"  # uvicorn imports it in each worker process
@@ -44,18 +46,25 @@ def database(settings: Settings) -> Iterator[str]:
         yield url
 
 
-def serve(settings: Settings, host: str, port: int, workers: int) -> None:
+def serve(settings: Settings, host: str, port: int, workers: int) -> int:
     if settings.uses_public_webhook_secret:
         log.warning(
             "LEDGER_WEBHOOK_SECRETS holds the public example secret: anyone can sign payments. "
             "Set your own secret in production."
         )
     with database(settings) as url:
-        applied = db.migrate(url, settings.migrations_dir)
-        log.info("migrations applied: %s", ", ".join(applied) or "none pending")
+        refusals = prepare_database(settings, url)
+        if refusals:
+            for refusal in refusals:
+                print(f"ledger serve: LEDGER_ENV=production: {refusal}", file=sys.stderr)
+            return 2
         # The workers build their settings from the environment (worker_app): they must find
         # the database this process chose, the embedded one included.
         os.environ["LEDGER_DATABASE_URL"] = url
+        # Nor the owner's login: the processes that serve requests never hold it.
+        os.environ.pop("LEDGER_OWNER_DATABASE_URL", None)
+        # At most one password hashing job per core on the whole machine (ledger.passwords).
+        os.environ.setdefault("LEDGER_PASSWORD_HASHING_JOBS", str(max(1, (os.cpu_count() or 1) // workers)))
         # uvicorn, not Server.serve under our own asyncio.run: only uvicorn's runner installs
         # uvloop (our asyncio.run ran the stdlib loop, slower on every read and write). With
         # one worker it serves in this process; with more, each worker process imports
@@ -67,7 +76,10 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
             "host": host,
             "port": port,
             "workers": workers,
-            "http": "ledger.http.protocol:OneWriteHttpToolsProtocol",  # one write() per response
+            # One write() per response, and a deadline for each request to arrive whole.
+            "http": functools.partial(
+                protocol.OneWriteHttpToolsProtocol, read_timeout_s=settings.request_read_timeout_s
+            ),
             "lifespan": "on",
             "log_level": "info",
             # uvicorn's own lines go through the root logger, as JSON like ours; its access log
@@ -78,7 +90,7 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
         }
         if workers == 1:
             uvicorn.run(WORKER_APP, **options)
-            return
+            return 0
         config = uvicorn.Config(WORKER_APP, **options)
         if listener.spreads_connections():
             # A listening socket for each worker, so that connections spread evenly (see
@@ -87,7 +99,7 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
                 sockets: list[socket.socket] = [listener.WorkerListener.for_address(host, port)]
             except OSError as error:
                 log.error("cannot listen on %s:%d: %s", host, port, error)
-                sys.exit(STARTUP_FAILURE)
+                return STARTUP_FAILURE
             log.info("serving on %s:%d: %d workers, a listening socket each", host, port, workers)
         else:
             # One shared socket. libuv accepts every pending connection at once, so a burst went
@@ -96,6 +108,40 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
             os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
             sockets = [config.bind_socket()]
         Multiprocess(config, sockets=sockets).run()
+    return 0
+
+
+def prepare_database(settings: Settings, url: str) -> list[str]:
+    """Migrate (as the owner) or check that nothing is pending; in production, return why the
+    database refuses to be served (none: it may be served).
+
+    The owner migrates: LEDGER_OWNER_DATABASE_URL, or else the serving URL itself (development,
+    the embedded default). In production without an owner URL the serving login only checks
+    that `ledger migrate` has run: it may not change the schema.
+    """
+    refusals = db.serving_login_refusals(url) if settings.is_production else []
+    if settings.is_production and settings.owner_database_url is None:
+        pending = db.pending_migrations(url, settings.migrations_dir)
+        if pending:
+            refusals.append(
+                f"{len(pending)} migration(s) are not applied: run `ledger migrate` with the owner's URL "
+                "in LEDGER_OWNER_DATABASE_URL (or give it to `ledger serve` too)"
+            )
+        return refusals
+    if refusals:
+        return refusals
+    applied = db.migrate(
+        owner_url(settings, url), settings.migrations_dir, with_seeds=not settings.is_production
+    )
+    log.info("migrations applied: %s", ", ".join(applied) or "none pending")
+    if settings.is_production:
+        refusals += db.seeded_user_refusals(url)
+    return refusals
+
+
+def owner_url(settings: Settings, url: str) -> str:
+    """Return the URL of the tables' owner: LEDGER_OWNER_DATABASE_URL, else the database's URL."""
+    return settings.owner_database_url or url
 
 
 def worker_app() -> falcon.asgi.App:
@@ -106,21 +152,22 @@ def worker_app() -> falcon.asgi.App:
     logs.configure()  # a worker process starts afresh: it logs JSON like the main one
     settings = settings_from_environment(os.environ)
     assert settings.database_url, "serve() sets LEDGER_DATABASE_URL before starting the workers"
-    pool = db.create_pool(
-        settings.database_url, settings.pool_size_min, settings.pool_size_max, settings.pool_timeout_s
-    )
+    conninfo = db.serving_conninfo(settings.database_url, statement_timeout_s=settings.statement_timeout_s)
+    pool = db.create_pool(conninfo, settings.pool_size_min, settings.pool_size_max, settings.pool_timeout_s)
     return create_app(settings, pool)
 
 
 def migrate(settings: Settings) -> None:
     with database(settings) as url:
-        applied = db.migrate(url, settings.migrations_dir)
+        applied = db.migrate(
+            owner_url(settings, url), settings.migrations_dir, with_seeds=not settings.is_production
+        )
         print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
 
 
 def run_replay(settings: Settings, apply_to_live: bool) -> int:
     with database(settings) as url:
-        report = asyncio.run(_replay(url, apply_to_live))
+        report = asyncio.run(_replay(owner_url(settings, url), apply_to_live))
     print(report.summary())
     for difference in report.differences:
         print(f"  {difference.projection}: {difference.side}: {difference.row}")
@@ -180,7 +227,7 @@ async def _export(url: str, after: feed.Cursor) -> None:
 
 def run_verify(settings: Settings) -> int:
     with database(settings) as url:
-        report = asyncio.run(_verify(url, settings.webhook_secrets))
+        report = asyncio.run(_verify(url, settings.webhooks))
     for finding in report.findings:
         print(finding)
     verdict = "intact" if report.intact else f"{len(report.findings)} finding(s)"
@@ -188,9 +235,9 @@ def run_verify(settings: Settings) -> int:
     return 0 if report.intact else 1
 
 
-async def _verify(url: str, secrets: Sequence[bytes]) -> VerifyReport:
+async def _verify(url: str, webhooks: Webhooks) -> VerifyReport:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        return await verify(conn, secrets)
+        return await verify(conn, webhooks)
 
 
 class Progress:
@@ -265,6 +312,11 @@ def main(argv: list[str] | None = None) -> int:
 
     logs.configure()
     try:
+        if args.command == "serve" and environment_of(os.environ) == PRODUCTION:
+            # Before anything is started or written (a generated JWT secret included).
+            refusals = production_refusals(os.environ)
+            if refusals:
+                parser.exit(2, "".join(f"ledger serve: LEDGER_ENV=production: {r}\n" for r in refusals))
         settings = settings_from_environment(os.environ)
     except ValueError as error:
         parser.error(str(error))
@@ -274,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         # is stopped on the way out instead of left running.
         signal.signal(signal.SIGTERM, _interrupt)
         try:
-            serve(settings, args.host, args.port, args.workers)
+            return serve(settings, args.host, args.port, args.workers)
         except KeyboardInterrupt:
             log.info("stopped")
     elif args.command == "migrate":

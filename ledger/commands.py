@@ -2,7 +2,12 @@
 and the projection rows they change commit together, or not at all.
 
 Inputs arrive already validated (ledger.http.parse); what is refused here is refused by a rule
-that needs the database, with a LedgerError subclass.
+that needs the database, with a LedgerError subclass. Each writing use case is one call of a
+SQL function (sql/0022): the service's database role writes nothing else.
+
+Use cases that hash a password take a db.Source (the pool, or a connection a caller holds) and
+hash before they take a connection: argon2 takes tens of milliseconds, and a connection held
+meanwhile is one that a payment cannot have.
 """
 
 from __future__ import annotations
@@ -13,11 +18,10 @@ from decimal import Decimal
 from psycopg import AsyncConnection
 from psycopg.errors import NumericValueOutOfRange, UniqueViolation
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
 
-from ledger import db, errors, login_throttle
-from ledger.config import LoginThrottle
-from ledger.events import PaymentReceived, UserDeleted, UserRegistered, UserUpdated, store
+from ledger import db, errors, throttle
+from ledger.config import LoginThrottle, RequestThrottle
+from ledger.events import PaymentReceived
 from ledger.events.types import to_data
 from ledger.passwords import Passwords
 from ledger.projections import users
@@ -52,6 +56,14 @@ class LoginAttempt:
 
 
 @dataclass(frozen=True)
+class Registration:
+    """Where a public registration comes from, and how many it may make there."""
+
+    client_address: str
+    throttle: RequestThrottle
+
+
+@dataclass(frozen=True)
 class PaymentOutcome:
     is_new: bool  # False: a re-delivery, answered with the original result
     transaction_id: str
@@ -60,7 +72,16 @@ class PaymentOutcome:
     balance: Decimal
 
 
-NEXT_USER_ID = "SELECT nextval('user_ids')"
+REGISTER_USER = """
+    SELECT register_user(%(email)s, %(full_name)s, %(password_hash)s, %(is_admin)s, %(is_auditor)s)
+"""
+
+UPDATE_USER = """
+    SELECT outcome, id, email, full_name, is_admin, is_auditor, credentials_version
+    FROM update_user(%(user_id)s, %(email)s, %(full_name)s, %(password_hash)s, %(is_admin)s, %(is_auditor)s)
+"""
+
+DELETE_USER = "SELECT delete_user(%(user_id)s)"
 
 RECEIVE_PAYMENT = """
     SELECT outcome, payment_id, user_id, account_id, amount, balance
@@ -78,115 +99,111 @@ class _ReceiveResult:
     balance: Decimal | None
 
 
-async def register(conn: AsyncConnection, passwords: Passwords, new_user: NewUser) -> UserView:
-    """Create a user (an admin only when an admin asks); raise EmailTakenError."""
+async def register(
+    source: db.Source, passwords: Passwords, new_user: NewUser, registration: Registration | None = None
+) -> UserView:
+    """Create a user (an admin only when an admin asks).
+
+    A public registration (registration given) is first counted against its client address.
+    Raises TooManyAttemptsError, EmailTakenError, and passwords.HashingBusyError.
+    """
+    if registration is not None:
+        async with db.connection(source) as conn:
+            await throttle.count_registration(conn, registration.throttle, registration.client_address)
     password_hash = await passwords.hash(new_user.password)
-    async with conn.transaction():
-        cursor = await conn.execute(NEXT_USER_ID)
+    async with db.connection(source) as conn:
+        try:
+            cursor = await conn.execute(
+                REGISTER_USER,
+                {
+                    "email": new_user.email,
+                    "full_name": new_user.full_name,
+                    "password_hash": password_hash,
+                    "is_admin": new_user.is_admin,
+                    "is_auditor": new_user.is_auditor,
+                },
+            )
+        except UniqueViolation as error:
+            raise _email_taken_or(error) from error
         (user_id,) = await cursor.fetchone()  # type: ignore[misc]
-        event = UserRegistered(
-            user_id=user_id,
-            email=new_user.email,
-            full_name=new_user.full_name,
-            password_hash=password_hash,
-            is_admin=new_user.is_admin,
-            is_auditor=new_user.is_auditor,
-        )
-        await _apply_user_event(conn, event)
-        await store.append(conn, event)
     return UserView(user_id, new_user.email, new_user.full_name, new_user.is_admin, new_user.is_auditor, 1)
 
 
 async def update_user(
-    conn: AsyncConnection, passwords: Passwords, user_id: int, changes: UserChanges
+    source: db.Source, passwords: Passwords, user_id: int, changes: UserChanges
 ) -> UserView:
     """Change some fields of a live user (granting or revoking a role is such a change).
 
-    Raises UserNotFoundError, EmailTakenError, RoleConflictError.
+    Raises UserNotFoundError, EmailTakenError, RoleConflictError, passwords.HashingBusyError.
     """
     password_hash = await passwords.hash(changes.password) if changes.password is not None else None
-    async with conn.transaction():
-        current = await users.live_user_for_update(conn, user_id)
-        if current is None:
+    async with db.connection(source) as conn:
+        try:
+            cursor = await conn.execute(
+                UPDATE_USER,
+                {
+                    "user_id": user_id,
+                    "email": changes.email,
+                    "full_name": changes.full_name,
+                    "password_hash": password_hash,
+                    "is_admin": changes.is_admin,
+                    "is_auditor": changes.is_auditor,
+                },
+            )
+        except UniqueViolation as error:
+            raise _email_taken_or(error) from error
+        row = await cursor.fetchone()
+    assert row is not None
+    match row[0]:
+        case "user_not_found":
             raise errors.UserNotFoundError()
-        is_admin = changes.is_admin if changes.is_admin is not None else current.is_admin
-        is_auditor = changes.is_auditor if changes.is_auditor is not None else current.is_auditor
-        if is_admin and is_auditor:
+        case "role_conflict":
             raise errors.RoleConflictError()
-        # A new password or another email revokes every token issued before.
-        credentials_change = password_hash is not None or (
-            changes.email is not None and changes.email != current.email
-        )
-        event = UserUpdated(
-            user_id=user_id,
-            credentials_version=current.credentials_version + credentials_change,
-            email=changes.email,
-            full_name=changes.full_name,
-            password_hash=password_hash,
-            is_admin=changes.is_admin,
-            is_auditor=changes.is_auditor,
-        )
-        await _apply_user_event(conn, event)
-        await store.append(conn, event)
-    return UserView(
-        id=user_id,
-        email=changes.email if changes.email is not None else current.email,
-        full_name=changes.full_name if changes.full_name is not None else current.full_name,
-        is_admin=is_admin,
-        is_auditor=is_auditor,
-        credentials_version=event.credentials_version,
-    )
+    return UserView(*row[1:])
 
 
 async def delete_user(conn: AsyncConnection, acting_user_id: int, user_id: int) -> None:
     """Delete a live user (its events stay); raise CannotDeleteSelfError, UserNotFoundError."""
     if acting_user_id == user_id:
         raise errors.CannotDeleteSelfError()
-    async with conn.transaction():
-        # The row lock makes a concurrent payment to this user wait, or wait for it.
-        if await users.live_user_for_update(conn, user_id) is None:
-            raise errors.UserNotFoundError()
-        event = UserDeleted(user_id=user_id)
-        await users.apply(conn, event)
-        await store.append(conn, event)
+    cursor = await conn.execute(DELETE_USER, {"user_id": user_id})
+    row = await cursor.fetchone()
+    if row != ("deleted",):
+        raise errors.UserNotFoundError()
 
 
 async def log_in(
-    pool: AsyncConnectionPool,
+    source: db.Source,
     passwords: Passwords,
-    throttle: LoginThrottle,
+    policy: LoginThrottle,
     attempt: LoginAttempt,
 ) -> LoginRecord:
     """Return the user whose email and password these are.
 
-    Raises TooManyAttemptsError (before any password is checked, so a correct one does not
-    get through a lock-out either), InvalidCredentialsError.
+    The attempt is counted before any password is checked, so that neither a correct password
+    during a lock-out nor concurrent guesses get past the limit. Raises TooManyAttemptsError,
+    InvalidCredentialsError, passwords.HashingBusyError.
     """
-    keys = login_throttle.Keys.of(attempt.email, attempt.client_address)
     # The connection goes back to the pool before argon2 runs: under a burst of logins the
-    # hashes queue for threads for seconds, and connections held meanwhile ran the pool dry
-    # (503s for logins and webhooks alike; seen in the bench's login scenario).
-    async with db.connection(pool) as conn:
-        email_failed = await login_throttle.refuse_if_locked(conn, throttle, keys)
+    # hashes wait for their turn, and connections held meanwhile would run the pool dry.
+    async with db.connection(source) as conn:
+        await throttle.count_login_attempt(conn, policy, attempt.email, attempt.client_address)
         record = await users.login_record(conn, attempt.email)
     # verify() spends the same time whether or not the email is known.
     matches = await passwords.verify(record.password_hash if record else None, attempt.password)
     if record is None or not matches:
-        async with db.connection(pool) as conn:
-            await login_throttle.count_failure(conn, throttle, keys)
         raise errors.InvalidCredentialsError()
-    if email_failed:
-        async with db.connection(pool) as conn:
-            await login_throttle.forget_failures(conn, keys)
+    async with db.connection(source) as conn:
+        await throttle.forget_login(conn, attempt.email, attempt.client_address)
     return record
 
 
 async def receive_payment(conn: AsyncConnection, delivery: PaymentReceived) -> PaymentOutcome:
     """Credit a signed delivery once, ever; answer a re-delivery with the original result.
 
-    One round trip: receive_payment() (sql/0003) is a single statement, its own transaction.
+    One round trip: receive_payment() (sql/0022) is a single statement, its own transaction.
     Raises UserNotFoundError, AccountOwnerMismatchError, TransactionConflictError,
-    BalanceLimitError.
+    SignatureReusedError, WebhookIdReusedError, BalanceLimitError.
     """
     assert not conn.info.transaction_status, "receive_payment runs as its own transaction"
     # The connection's kept cursor and a plain tuple, not a new class_row cursor as elsewhere:
@@ -208,6 +225,13 @@ async def receive_payment(conn: AsyncConnection, delivery: PaymentReceived) -> P
         )
     except NumericValueOutOfRange as error:  # numeric(20,2): about 10^18
         raise errors.BalanceLimitError() from error
+    except UniqueViolation as error:
+        if error.diag.constraint_name != "delivery_keys_pkey":
+            raise
+        # The delivery's key is spent (sql/0021): a re-cut signature, or a replayed webhook-id.
+        if delivery.is_standard_webhook:
+            raise errors.WebhookIdReusedError() from error
+        raise errors.SignatureReusedError() from error
     row = await cursor.fetchone()
     assert row is not None
     result = _ReceiveResult(*row)
@@ -241,18 +265,8 @@ async def receive_payment(conn: AsyncConnection, delivery: PaymentReceived) -> P
     )
 
 
-async def _apply_user_event(conn: AsyncConnection, event: UserRegistered | UserUpdated) -> None:
-    """Apply a user event to the users view, before it is appended.
-
-    The order matters: this is where the statement may wait on the unique email index for
-    another transaction (one that frees or takes the email). Appending only afterwards draws
-    the event's position after that transaction committed, so the log's order is one in
-    which a replay can apply every event: appending first could put a registration before
-    the deletion that freed its email.
-    """
-    try:
-        await users.apply(conn, event)
-    except UniqueViolation as error:
-        if error.diag.constraint_name == "users_live_email":
-            raise errors.EmailTakenError() from error
-        raise
+def _email_taken_or(error: UniqueViolation) -> Exception:
+    """Return EmailTakenError for the unique index of live emails, else the error itself."""
+    if error.diag.constraint_name == "users_live_email":
+        return errors.EmailTakenError()
+    return error

@@ -10,7 +10,10 @@ from pathlib import Path
 
 import psutil
 import psycopg
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 from psycopg import AsyncConnection, AsyncCursor
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool
 from yoyo import get_backend, read_migrations
 from yoyo.migrations import MigrationList
@@ -23,6 +26,10 @@ log = logging.getLogger(__name__)
 # each migration once: the others wait, then find nothing pending.
 MIGRATION_LOCK_KEY = 7_304_931_012_556_001
 EMBEDDED_DATABASE = "ledger"
+# The role the service serves as (sql/0022): it owns nothing and writes only through the
+# ledger's functions. Every serving connection takes it, whatever its login.
+RUNTIME_ROLE = "ledger_runtime"
+APPLICATION_NAME = "ledger"
 
 
 @contextmanager
@@ -59,6 +66,33 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
         server.cleanup()
 
 
+# The users of the seed migration (sql/0004) and their password, for development only:
+# production refuses to serve while any of them is live with that password.
+SEEDED_EMAILS = ("testuser@example.com", "testadmin@example.com")
+SEED_PASSWORD = "123456"
+SELECT_LIVE_USERS_BY_EMAIL = """
+    SELECT email, password_hash FROM users WHERE NOT deleted AND lower(email) = ANY(%(emails)s) ORDER BY email
+"""
+
+
+def seeded_user_refusals(database_url: str) -> list[str]:
+    """Return why production refuses this database: each live seeded user that still has the
+    seed password."""
+    hasher = PasswordHasher()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        rows = conn.execute(SELECT_LIVE_USERS_BY_EMAIL, {"emails": list(SEEDED_EMAILS)}).fetchall()
+    refusals = []
+    for email, password_hash in rows:
+        try:
+            hasher.verify(password_hash, SEED_PASSWORD)
+        except (VerificationError, InvalidHashError):
+            continue
+        refusals.append(
+            f"the seeded user {email} still has the seed password: change its password or delete it"
+        )
+    return refusals
+
+
 # For a transaction that sorts or hashes the whole log (a rebuild, a verification): a million
 # rows stay in memory instead of spilling to disk. SET LOCAL: it ends with the transaction.
 SET_BULK_WORK_MEM = "SET LOCAL work_mem = '256MB'"
@@ -67,20 +101,21 @@ SET_BULK_WORK_MEM = "SET LOCAL work_mem = '256MB'"
 def migrate(database_url: str, migrations_dir: Path, *, with_seeds: bool = True) -> list[str]:
     """Apply the pending migrations of migrations_dir; return their ids.
 
-    Without seeds, the `NNNN.seed-*` migrations (the test users) are left out: the schema only,
-    for a database that an export is replayed into.
+    Without seeds, the `NNNN.seed-*` migrations (the test users) are marked as done without
+    running: such a database (production, or one an export is replayed into) is never seeded,
+    not even by a later migration in development.
     """
     with psycopg.connect(database_url, autocommit=True) as lock_conn:
         lock_conn.execute("SELECT pg_advisory_lock(%(key)s)", {"key": MIGRATION_LOCK_KEY})
         try:
             backend = get_backend(yoyo_url(database_url))
             migrations = read_migrations(str(migrations_dir))
-            if not with_seeds:
-                migrations = MigrationList(
-                    [m for m in migrations if ".seed-" not in m.id], migrations.post_apply
-                )
             with backend.lock():
                 pending = backend.to_apply(migrations)
+                if not with_seeds:
+                    seeds = [m for m in pending if ".seed-" in m.id]
+                    backend.mark_migrations(seeds)
+                    pending = MigrationList([m for m in pending if m not in seeds], migrations.post_apply)
                 backend.apply_migrations(pending)
             return [migration.id for migration in pending]
         finally:
@@ -88,9 +123,15 @@ def migrate(database_url: str, migrations_dir: Path, *, with_seeds: bool = True)
 
 
 def pending_migrations(database_url: str, migrations_dir: Path) -> list[str]:
-    """Return the ids of the migrations not yet applied."""
-    backend = get_backend(yoyo_url(database_url))
-    return [migration.id for migration in backend.to_apply(read_migrations(str(migrations_dir)))]
+    """Return the ids of the migrations not yet applied. Read-only: a login that may not migrate
+    (production's serving login) can still ask."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        try:
+            rows = conn.execute(SELECT_APPLIED_MIGRATION_HASHES).fetchall()
+        except psycopg.errors.UndefinedTable:  # yoyo never ran here
+            rows = []
+    applied = {row[0] for row in rows}
+    return [m.id for m in read_migrations(str(migrations_dir)) if m.hash not in applied]
 
 
 def migration_hashes(migrations_dir: Path) -> frozenset[str]:
@@ -148,9 +189,47 @@ async def _configure(conn: AsyncConnection) -> None:
     await conn.set_autocommit(True)
 
 
-def create_pool(
-    database_url: str, size_min: int, size_max: int, timeout_s: float = 5.0
-) -> AsyncConnectionPool:
+def serving_conninfo(database_url: str, *, statement_timeout_s: float) -> str:
+    """Return the connection string of a request-serving connection to database_url.
+
+    It takes the runtime role for its session (the login must be a member of it, as the owner
+    is in development, or a superuser) and cancels any statement that runs longer than
+    statement_timeout_s (PostgreSQL answers QueryCanceled; the service, 503).
+    """
+    params = conninfo_to_dict(database_url)
+    server_options = f"-c role={RUNTIME_ROLE} -c statement_timeout={round(statement_timeout_s * 1000)}"
+    params["options"] = " ".join(filter(None, [str(params.get("options") or ""), server_options]))
+    params.setdefault("application_name", APPLICATION_NAME)
+    return make_conninfo("", **params)
+
+
+SELECT_SERVING_LOGIN = """
+    SELECT r.rolsuper, pg_has_role(session_user, c.relowner, 'MEMBER')
+    FROM pg_roles AS r LEFT JOIN pg_class AS c ON c.oid = to_regclass('public.events')
+    WHERE r.rolname = session_user
+"""
+
+
+def serving_login_refusals(database_url: str) -> list[str]:
+    """Return why production refuses to serve with this login: a superuser, or the tables' owner."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(SELECT_SERVING_LOGIN).fetchone()
+    assert row is not None
+    is_superuser, owns_tables = row
+    if is_superuser:
+        return [
+            "LEDGER_DATABASE_URL logs in as a superuser: serve with a login that is a member of "
+            f"{RUNTIME_ROLE} only, and give the owner's URL in LEDGER_OWNER_DATABASE_URL"
+        ]
+    if owns_tables:
+        return [
+            "LEDGER_DATABASE_URL logs in as the owner of the ledger's tables: serve with a login that "
+            f"is a member of {RUNTIME_ROLE} only, and give the owner's URL in LEDGER_OWNER_DATABASE_URL"
+        ]
+    return []
+
+
+def create_pool(conninfo: str, size_min: int, size_max: int, timeout_s: float = 5.0) -> AsyncConnectionPool:
     """Return a closed pool of autocommit connections; open it inside the event loop.
 
     No `check` callback: it would cost a round trip on every request. A connection that a
@@ -160,7 +239,7 @@ def create_pool(
     at most timeout_s for a connection, then gets PoolTimeout (503).
     """
     return AsyncConnectionPool(
-        database_url,
+        conninfo,
         connection_class=PooledConnection,
         min_size=size_min,
         max_size=size_max,
@@ -171,9 +250,33 @@ def create_pool(
     )
 
 
-def connection(pool: AsyncConnectionPool) -> Checkout:
-    """Return a connection of the pool for the length of a block: `async with db.connection(pool)`."""
-    return Checkout(pool)
+Source = AsyncConnectionPool | AsyncConnection
+
+
+def connection(source: Source) -> Checkout | Borrowed:
+    """Return a connection for the length of a block: `async with db.connection(source)`.
+
+    From a pool, a checkout; given a connection (a script's, a test's), that connection. Use
+    cases that hash a password take a source, so that no connection is held while argon2 runs.
+    """
+    if isinstance(source, AsyncConnection):
+        return Borrowed(source)
+    return Checkout(source)
+
+
+class Borrowed:
+    """A connection the caller holds, lent to a block (see connection())."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def __aenter__(self) -> AsyncConnection:
+        return self._conn
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
 
 
 class Checkout:

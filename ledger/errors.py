@@ -99,6 +99,19 @@ class BalanceLimitError(LedgerError):
     message = "This payment would take the balance past the largest amount the ledger holds."
 
 
+class SignatureReusedError(LedgerError):
+    code = "signature_reused"
+    message = (
+        "This signature was already used by another transaction: a signed delivery buys one credit, "
+        "and its text cannot be cut into other fields."
+    )
+
+
+class WebhookIdReusedError(LedgerError):
+    code = "webhook_id_reused"
+    message = "This webhook-id was already used by another transaction."
+
+
 class TransactionConflictError(LedgerError):
     code = "transaction_conflict"
     message = "This transaction_id was already used with other values."

@@ -12,21 +12,24 @@ import logging
 import os
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import falcon.testing
 import psycopg
 import psycopg.sql
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from ledger import db
-from ledger.config import CHEAPEST_ARGON2, PUBLIC_EXAMPLE_WEBHOOK_SECRET, REPO_ROOT, LoginThrottle, Settings
+from ledger.config import CHEAPEST_ARGON2, REPO_ROOT, LoginThrottle, RequestThrottle, Settings
 from ledger.http.app import create_app
+from ledger.http.auth import Tokens
 from ledger.passwords import Passwords
+from ledger.projections.users import LoginRecord
 from tests.log_scan import KNOWN_SECRETS, SessionLog, secrets_in
-from tests.support import TEST_WEBHOOK_SECRET
+from tests.support import Person, create_user, webhooks_for_tests
 
 # Every log record of the run, kept to be scanned for secrets when the session ends.
 SESSION_LOG = pytest.StashKey[SessionLog]()
@@ -132,14 +135,15 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         database_url=database_url,
         data_dir=tmp_path_factory.mktemp("data"),
         migrations_dir=REPO_ROOT / "sql",
-        # A rotated-out secret and the current one: either must verify.
-        webhook_secrets=(TEST_WEBHOOK_SECRET, PUBLIC_EXAMPLE_WEBHOOK_SECRET.encode()),
+        # A rotated-out secret and the current one in each scheme: either must verify.
+        webhooks=webhooks_for_tests(),
         jwt_secret=JWT_SECRET,
         token_ttl_s=3600,
         argon2=CHEAPEST_ARGON2,
         # Every falcon.testing request comes from 127.0.0.1: the suite's many failed logins must
         # not lock that address. The throttle's own tests set small limits.
         login_throttle=LoginThrottle(failures_per_email_max=1000, failures_per_address_max=10**6),
+        registration_throttle=RequestThrottle(requests_per_address_max=10**6),
     )
 
 
@@ -150,7 +154,8 @@ def passwords(settings: Settings) -> Passwords:
 
 @pytest.fixture(scope="session")
 async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool]:
-    pool = db.create_pool(database_url, 2, 25)
+    # As the service serves: as the runtime role, with a statement timeout.
+    pool = db.create_pool(db.serving_conninfo(database_url, statement_timeout_s=30), 2, 25)
     await pool.open(wait=True)
     yield pool
     await pool.close()
@@ -159,3 +164,49 @@ async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool]:
 @pytest.fixture(scope="session")
 def app(settings: Settings, pool: AsyncConnectionPool):  # noqa: ANN201
     return create_app(settings, pool, pool_lifespan=False)
+
+
+@pytest.fixture
+def own_database(server_url: str) -> Iterator[str]:
+    """A migrated database of the test's own: for tests that damage projections on purpose,
+    or whose failure must not spill into the shared database's replay checks."""
+    url = fresh_database(server_url, "ledger_own")
+    db.migrate(url, REPO_ROOT / "sql")
+    yield url
+    drop_database(server_url, url)
+
+
+# HTTP: a falcon.testing conductor on the app, and users with tokens -------------------------
+
+
+@pytest.fixture
+async def client(app) -> AsyncIterator[falcon.testing.ASGIConductor]:  # noqa: ANN001
+    async with falcon.testing.ASGIConductor(app) as conductor:
+        yield conductor
+
+
+@pytest.fixture(scope="session")
+def tokens(settings: Settings) -> Tokens:
+    return Tokens(settings.jwt_secret, settings.token_ttl_s)
+
+
+@pytest.fixture
+def make_person(
+    pool: AsyncConnectionPool, passwords: Passwords, tokens: Tokens
+) -> Callable[..., Awaitable[Person]]:
+    async def make(is_admin: bool = False) -> Person:
+        async with pool.connection() as conn:
+            user = await create_user(conn, passwords, is_admin=is_admin)
+        return Person(user, tokens.issue(LoginRecord(user.id, "", user.credentials_version)))
+
+    return make
+
+
+@pytest.fixture
+async def person(make_person) -> Person:  # noqa: ANN001
+    return await make_person()
+
+
+@pytest.fixture
+async def admin(make_person) -> Person:  # noqa: ANN001
+    return await make_person(is_admin=True)

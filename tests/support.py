@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import uuid
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -16,13 +17,17 @@ from psycopg import AsyncConnection
 
 from ledger import commands, signatures
 from ledger.commands import NewUser, UserChanges
-from ledger.config import CHEAPEST_ARGON2
+from ledger.config import CHEAPEST_ARGON2, PUBLIC_EXAMPLE_WEBHOOK_SECRET
 from ledger.events import PaymentReceived
 from ledger.http import parse
 from ledger.passwords import Passwords
 from ledger.projections.users import UserView
+from ledger.signatures import Webhooks
 
 TEST_WEBHOOK_SECRET = b"test-webhook-secret"
+# Standard Webhooks keys: the current one and one being rotated out (both verify).
+STANDARD_WEBHOOK_KEY = b"test-standard-webhooks-key-current-0001"
+ROTATED_STANDARD_WEBHOOK_KEY = b"test-standard-webhooks-key-rotated-0002"
 PASSWORD = "correct horse"
 
 SELECT_BALANCE = "SELECT balance FROM accounts WHERE id = %(account_id)s"
@@ -32,6 +37,26 @@ SELECT_SUM_OF_PAYMENT_EVENTS = """
     WHERE type = 'PaymentReceived' AND (data->>'account_id')::bigint = %(account_id)s
 """
 SELECT_EVENT_COUNT = "SELECT count(*) FROM events"
+
+
+@dataclass(frozen=True)
+class Person:
+    """A user of the tests and a token of theirs."""
+
+    user: UserView
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def webhooks_for_tests() -> Webhooks:
+    """The webhook secrets of the tests' service: both schemes, a rotated-out key beside each current one."""
+    return Webhooks(
+        secrets=(TEST_WEBHOOK_SECRET, PUBLIC_EXAMPLE_WEBHOOK_SECRET.encode()),
+        standard_keys=(STANDARD_WEBHOOK_KEY, ROTATED_STANDARD_WEBHOOK_KEY),
+    )
 
 
 def new_transaction_id() -> str:
@@ -103,7 +128,7 @@ def delivery(
 ) -> PaymentReceived:
     """Return a parsed, correctly signed delivery, as the webhook hands it to the command."""
     body = delivery_body(user_id, account_id, amount, transaction_id)
-    return parse.payment_delivery(json.dumps(body).encode(), (TEST_WEBHOOK_SECRET,))
+    return parse.payment_delivery(json.dumps(body).encode(), None, webhooks_for_tests())
 
 
 def ledger_cli(database_url: str, *args: str, **env_vars: str) -> subprocess.CompletedProcess[str]:

@@ -1,4 +1,4 @@
-"""Event types, their JSON codec, and the append-only store."""
+"""Event types and their JSON codec; the log itself and its appends are SQL (sql/)."""
 
 from ledger.events.types import (
     AccountOpened,

@@ -8,7 +8,8 @@ transaction below that line has ended, so nothing can ever appear behind a curso
 never misses an event and, since the cursor only moves forward, never sees one twice. No
 writer waits for any of this; a long writing transaction only delays the readers.
 
-Password hashes leave only as their SHA-256 (see redacted() in sql/0005).
+It reads audit_events (sql/0022), the log with password hashes replaced by their SHA-256
+(redacted(), sql/0005): what an auditor's database role may read.
 """
 
 from __future__ import annotations
@@ -29,16 +30,16 @@ CURSOR = re.compile(r"([0-9]{1,19})-([0-9]{1,18})")
 
 SELECT_FEED_PAGE = """
     SELECT xact_id::text AS xact_id_text, position, stream, stream_version, type,
-           redacted(data)::text AS data_text, transaction_id, encode(hash, 'hex') AS hash, recorded_at
-    FROM events
+           data::text AS data_text, transaction_id, encode(hash, 'hex') AS hash, recorded_at
+    FROM audit_events AS e
     WHERE (xact_id, position) > (%(xact_id)s::text::xid8, %(position)s)
       AND xact_id < feed_horizon()
-    ORDER BY events.xact_id, events.position  -- the columns: the xid8 order, not its text's
+    ORDER BY e.xact_id, e.position  -- the columns: the xid8 order, not its text's
     LIMIT %(limit)s
 """
 
 COUNT_FEED_EVENTS = """
-    SELECT count(*) FROM events
+    SELECT count(*) FROM audit_events
     WHERE (xact_id, position) > (%(xact_id)s::text::xid8, %(position)s)
       AND xact_id < feed_horizon()
 """

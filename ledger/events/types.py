@@ -83,10 +83,12 @@ class AccountOpened:
 
 @dataclass(frozen=True)
 class PaymentReceived:
-    """A signed webhook delivery, kept as it was received.
+    """A signed webhook delivery, kept as it was received, with the evidence of its scheme.
 
     amount is the text the provider sent ("100", "100.0", "100.50"), so that its signature
-    can be checked again later; amount_value is its exact value.
+    can be checked again later; amount_value is its exact value. The contract's scheme signs
+    the fields and sends `signature`; Standard Webhooks signs the raw body, kept in `body`
+    with the three headers that sign it.
     """
 
     type: ClassVar[str] = "PaymentReceived"
@@ -94,7 +96,11 @@ class PaymentReceived:
     user_id: int
     account_id: int
     amount: str
-    signature: str
+    signature: str | None = None
+    webhook_id: str | None = None
+    webhook_timestamp: str | None = None
+    webhook_signature: str | None = None
+    body: str | None = None
 
     @property
     def stream(self) -> str:
@@ -103,6 +109,10 @@ class PaymentReceived:
     @property
     def amount_value(self) -> Decimal:
         return Decimal(self.amount)
+
+    @property
+    def is_standard_webhook(self) -> bool:
+        return self.webhook_id is not None
 
 
 Event = UserRegistered | UserUpdated | UserDeleted | AccountOpened | PaymentReceived

@@ -43,7 +43,7 @@ def create_app(
     With pool_lifespan, the app opens and closes the pool with the server; without it (tests
     that share one pool), the caller does.
     """
-    passwords = Passwords(settings.argon2)
+    passwords = Passwords.of(settings.argon2, settings.password_hashing)
     tokens = Tokens(settings.jwt_secret, settings.token_ttl_s)
     metrics = observe.Metrics(pool)
     middleware: list[Any] = [PoolLifespan(pool)] if pool_lifespan else []
@@ -64,7 +64,16 @@ def create_app(
             app.add_route(path, resource)
 
     route(("/login",), session.Login(pool, passwords, tokens, settings.login_throttle))
-    route(("/register",), users.UserCreation(pool, passwords, access=PUBLIC, parse_body=parse.registration))
+    route(
+        ("/register",),
+        users.UserCreation(
+            pool,
+            passwords,
+            access=PUBLIC,
+            parse_body=parse.registration,
+            throttle=settings.registration_throttle,
+        ),
+    )
     route(("/user/about",), users.About())
     route(("/user/accounts",), users.MyAccounts(pool))
     route(("/users/payments", "/user/payments"), users.MyPayments(pool))
@@ -75,7 +84,7 @@ def create_app(
     )
     route(("/users/update/{user_id}", "/admin/users/update/{user_id}"), users.UserUpdate(pool, passwords))
     route(("/users/delete/{user_id}", "/admin/users/delete/{user_id}"), users.UserDeletion(pool))
-    route(("/webhook/payment",), payments.PaymentWebhook(pool, settings.webhook_secrets))
+    route(("/webhook/payment",), payments.PaymentWebhook(pool, settings.webhooks))
     route(("/events",), audit.EventFeed(pool))
     route(("/audit/summary",), audit.AuditSummary(pool))
     route(("/audit/payments",), audit.AllPayments(pool))

@@ -16,6 +16,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ledger import errors
+from ledger.passwords import HashingBusyError
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,20 @@ STATUS_OF: dict[type[errors.LedgerError], int] = {
     errors.InvalidAmountError: 422,
     errors.AccountOwnerMismatchError: 409,
     errors.TransactionConflictError: 409,
+    errors.SignatureReusedError: 409,
+    errors.WebhookIdReusedError: 409,
     errors.BalanceLimitError: 422,
+}
+
+
+# What the service answers 503 for (not a refusal: try again), each code with its message.
+DATABASE_UNAVAILABLE = "database_unavailable"
+DATABASE_BUSY = "database_busy"
+HASHING_BUSY = "busy"
+OUTAGES: dict[str, str] = {
+    DATABASE_UNAVAILABLE: "The database is unavailable; try again shortly.",
+    DATABASE_BUSY: "The database took too long to answer; try again shortly.",
+    HASHING_BUSY: "The service is busy checking passwords; try again shortly.",
 }
 
 
@@ -61,6 +75,19 @@ async def handle_falcon_error(req: Any, resp: Any, error: falcon.HTTPError, para
         resp.set_headers(error.headers)
 
 
+async def handle_statement_timeout(req: Any, resp: Any, error: Exception, params: Any) -> None:
+    """A statement ran past the statement timeout and PostgreSQL cancelled it: busy, not a bug."""
+    log.error("statement cancelled on %s %s: %s", req.method, req.path, type(error).__name__)
+    _render(resp, 503, DATABASE_BUSY, OUTAGES[DATABASE_BUSY])
+    resp.set_header("Retry-After", "1")
+
+
+async def handle_hashing_busy(req: Any, resp: Any, error: Exception, params: Any) -> None:
+    """Every password hashing job is taken and the queue is full (ledger.passwords)."""
+    _render(resp, 503, HASHING_BUSY, OUTAGES[HASHING_BUSY])
+    resp.set_header("Retry-After", "1")
+
+
 class DatabaseUnavailable:
     """The handler of a lost database: 503, and a check of the pool's idle connections.
 
@@ -75,7 +102,7 @@ class DatabaseUnavailable:
 
     async def __call__(self, req: Any, resp: Any, error: Exception, params: Any) -> None:
         log.error("database unavailable: %s", type(error).__name__)
-        _render(resp, 503, "database_unavailable", "The database is unavailable; try again shortly.")
+        _render(resp, 503, DATABASE_UNAVAILABLE, OUTAGES[DATABASE_UNAVAILABLE])
         resp.set_header("Retry-After", "1")
         if self._pool is not None and isinstance(error, psycopg.OperationalError) and not self._checking():
             self._check = asyncio.create_task(self._pool.check())
@@ -97,3 +124,5 @@ def register_error_handlers(app: falcon.asgi.App, pool: AsyncConnectionPool | No
     database_unavailable = DatabaseUnavailable(pool)
     app.add_error_handler(psycopg.OperationalError, database_unavailable)
     app.add_error_handler(PoolTimeout, database_unavailable)
+    app.add_error_handler(psycopg.errors.QueryCanceled, handle_statement_timeout)
+    app.add_error_handler(HashingBusyError, handle_hashing_busy)

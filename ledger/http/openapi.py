@@ -23,7 +23,7 @@ from ledger import errors
 from ledger.events import feed
 from ledger.http import parse
 from ledger.http.auth import ADMIN, AUDIT, PUBLIC, USER
-from ledger.http.errors import STATUS_OF
+from ledger.http.errors import DATABASE_BUSY, DATABASE_UNAVAILABLE, HASHING_BUSY, OUTAGES, STATUS_OF
 
 OPENAPI_VERSION = "3.1.0"
 ACCESS_EXTENSION = "x-ledger-access"  # public, user, audit or admin: who may call the operation
@@ -223,11 +223,14 @@ def _schemas() -> dict[str, Schema]:
                     "pattern": "^[0-9a-fA-F]{64}$",
                     "description": (
                         "Hex SHA-256 of account_id, amount, transaction_id and user_id as written in "
-                        "the JSON, followed by the secret (lowercase, compared case-insensitively)."
+                        "the JSON, followed by the secret (lowercase, compared case-insensitively). "
+                        "Required unless the delivery is signed with the Standard Webhooks headers. "
+                        "A signature buys one credit: reused under another transaction_id, it is "
+                        "refused (409 signature_reused)."
                     ),
                 },
             },
-            "required": ["transaction_id", "user_id", "account_id", "amount", "signature"],
+            "required": ["transaction_id", "user_id", "account_id", "amount"],
         },
         "PaymentOutcome": _object(
             {
@@ -320,14 +323,18 @@ def _refusals(*refusals: type[errors.LedgerError]) -> dict[str, Schema]:
     return responses
 
 
-def _unavailable() -> dict[str, Schema]:
+UNAVAILABLE = (DATABASE_UNAVAILABLE, DATABASE_BUSY)
+
+
+def _unavailable(causes: Iterable[str]) -> dict[str, Schema]:
+    causes = list(causes)
     return {
         "503": {
-            "description": "`database_unavailable`: the database cannot be reached; try again.",
+            "description": " ".join(f"`{code}`: {OUTAGES[code]}" for code in causes),
             "headers": {
                 "Retry-After": {"required": True, "schema": {"type": "string", "pattern": "^[0-9]+$"}}
             },
-            **_json({"allOf": [_ref("Error")], "properties": {"error": {"const": "database_unavailable"}}}),
+            **_json({"allOf": [_ref("Error")], "properties": {"error": {"enum": causes}}}),
         }
     }
 
@@ -408,8 +415,10 @@ def _operation(
     parameters: Iterable[Schema] = (),
     request_body: Schema | None = None,
     uses_database: bool = True,
+    hashes_passwords: bool = False,
 ) -> Schema:
-    """Return one operation; the bearer scheme, 401, 403 and 503 follow from access and uses_database."""
+    """Return one operation; the bearer scheme, 401, 403 and 503 follow from access,
+    uses_database and hashes_passwords."""
     refused = list(refusals)
     if access != PUBLIC:
         refused.append(errors.UnauthenticatedError)
@@ -422,7 +431,15 @@ def _operation(
         ACCESS_EXTENSION: access,
         "security": [] if access == PUBLIC else [{SECURITY_SCHEME: []}],
         "parameters": list(parameters),
-        "responses": {**responses, **_refusals(*refused), **(_unavailable() if uses_database else {})},
+        "responses": {
+            **responses,
+            **_refusals(*refused),
+            **(
+                _unavailable([*UNAVAILABLE, *([HASHING_BUSY] if hashes_passwords else [])])
+                if uses_database
+                else {}
+            ),
+        },
     }
     if request_body is not None:
         operation["requestBody"] = request_body
@@ -443,6 +460,7 @@ def _login() -> Schema:
         request_body=_body("Login"),
         responses={"200": _answer("A bearer token.", _ref("Token"))},
         refusals=(*BODY_REFUSALS, errors.InvalidCredentialsError, errors.TooManyAttemptsError),
+        hashes_passwords=True,
     )
 
 
@@ -454,7 +472,8 @@ def _register() -> Schema:
         tag="users",
         request_body=_body("Registration"),
         responses={"201": _answer("The new user.", _ref("User"))},
-        refusals=(*BODY_REFUSALS, errors.EmailTakenError),
+        refusals=(*BODY_REFUSALS, errors.EmailTakenError, errors.TooManyAttemptsError),
+        hashes_passwords=True,
     )
 
 
@@ -513,6 +532,7 @@ def _user_creation() -> Schema:
         request_body=_body("NewUser"),
         responses={"201": _answer("The new user.", _ref("User"))},
         refusals=(*BODY_REFUSALS, errors.EmailTakenError, errors.RoleConflictError),
+        hashes_passwords=True,
     )
 
 
@@ -535,6 +555,7 @@ def _user_update() -> Schema:
         request_body=_body("UserChanges"),
         responses={"200": _answer("The updated user.", _ref("User"))},
         refusals=(*BODY_REFUSALS, errors.UserNotFoundError, errors.EmailTakenError, errors.RoleConflictError),
+        hashes_passwords=True,
     )
 
 
@@ -569,8 +590,38 @@ def _payment_webhook() -> Schema:
             errors.UserNotFoundError,
             errors.AccountOwnerMismatchError,
             errors.TransactionConflictError,
+            errors.SignatureReusedError,
+            errors.WebhookIdReusedError,
         ),
+        parameters=[
+            _standard_webhooks_header(
+                "webhook-id", "The delivery's id; spent once, like a signature.", WEBHOOK_ID_SCHEMA
+            ),
+            _standard_webhooks_header(
+                "webhook-timestamp",
+                "When it was signed, in seconds since 1970; at most 5 minutes from now.",
+                {"type": "string", "pattern": "^[0-9]{1,19}$"},
+            ),
+            _standard_webhooks_header(
+                "webhook-signature",
+                'Space-separated "v1,<base64 HMAC-SHA256 of id.timestamp.body>" entries; any may match.',
+                {"type": "string"},
+            ),
+        ],
     )
+
+
+WEBHOOK_ID_SCHEMA = {"type": "string", "minLength": 1, "maxLength": parse.WEBHOOK_ID_LENGTH_MAX}
+
+
+def _standard_webhooks_header(name: str, description: str, schema: Schema) -> Schema:
+    return {
+        "name": name,
+        "in": "header",
+        "required": False,
+        "description": f"Standard Webhooks (standardwebhooks.com), instead of `signature`: {description}",
+        "schema": schema,
+    }
 
 
 def _events() -> Schema:

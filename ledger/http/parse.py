@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -31,6 +32,7 @@ EMAIL_LENGTH_MAX = 254
 PASSWORD_LENGTH_MIN, PASSWORD_LENGTH_MAX = 6, 128
 FULL_NAME_LENGTH_MIN, FULL_NAME_LENGTH_MAX = 1, 200
 TRANSACTION_ID_LENGTH_MAX = 128
+WEBHOOK_ID_LENGTH_MAX = 256
 
 # What a decimal string amount may look like (sign and size are amount rules, checked later).
 DECIMAL_STRING = re.compile(r"[-+]?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
@@ -218,11 +220,35 @@ def user_changes(raw: bytes) -> UserChanges:
     )
 
 
-def payment_delivery(raw: bytes, secrets: Sequence[bytes]) -> PaymentReceived:
+@dataclass(frozen=True)
+class StandardWebhookHeaders:
+    """The three headers of a Standard Webhooks delivery, as sent (None: absent)."""
+
+    webhook_id: str | None
+    timestamp: str | None
+    signature: str | None
+
+    @classmethod
+    def of(cls, get_header: Callable[[str], str | None]) -> StandardWebhookHeaders | None:
+        """Return the headers that get_header finds, or None when the delivery sends none of
+        them (the contract's scheme)."""
+        headers = cls(
+            get_header("webhook-id"), get_header("webhook-timestamp"), get_header("webhook-signature")
+        )
+        return None if headers == NO_STANDARD_HEADERS else headers
+
+
+NO_STANDARD_HEADERS = StandardWebhookHeaders(None, None, None)
+
+
+def payment_delivery(
+    raw: bytes, standard_headers: StandardWebhookHeaders | None, webhooks: signatures.Webhooks
+) -> PaymentReceived:
     """Return a signed delivery, checked in the contract's order.
 
-    Shape and types (MalformedRequestError, InvalidFieldError), then the signature
-    (InvalidSignatureError), then the amount rules (InvalidAmountError).
+    Shape and types (MalformedRequestError, InvalidFieldError), then the signature of the
+    delivery's scheme, Standard Webhooks when it sends their headers (InvalidSignatureError),
+    then the amount rules (InvalidAmountError).
     """
     body = json_object(raw)
     transaction_id = _string(body, "transaction_id", 1, TRANSACTION_ID_LENGTH_MAX)
@@ -231,22 +257,104 @@ def payment_delivery(raw: bytes, secrets: Sequence[bytes]) -> PaymentReceived:
     user_id = _id(body, "user_id")
     account_id = _id(body, "account_id")
     amount_text = _amount_text(body.get("amount"))
+    if standard_headers is None:
+        delivery = _signature_field_delivery(body, transaction_id, user_id, account_id, amount_text, webhooks)
+    else:
+        delivery = _standard_delivery(
+            raw, standard_headers, transaction_id, user_id, account_id, amount_text, webhooks
+        )
+    _check_amount(body["amount"], amount_text)
+    return delivery
+
+
+def _signature_field_delivery(
+    body: dict[str, Any],
+    transaction_id: str,
+    user_id: int,
+    account_id: int,
+    amount_text: str,
+    webhooks: signatures.Webhooks,
+) -> PaymentReceived:
     signature = body.get("signature")
     if type(signature) is not str:
         raise _invalid("signature", "a hex string is required")
-
+    if signatures.SIGNATURE_FIELD not in webhooks.schemes:
+        raise errors.InvalidSignatureError(
+            "Deliveries signed in the body's signature field are not accepted here: sign them with "
+            "Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature)."
+        )
     signed = signatures.payload(str(account_id), amount_text, transaction_id, str(user_id))
-    if not signatures.is_valid(signed, signature, secrets):
+    if not signatures.is_valid(signed, signature, webhooks.secrets):
         raise errors.InvalidSignatureError()
+    return PaymentReceived(transaction_id, user_id, account_id, amount_text, signature=signature)
 
+
+def _standard_delivery(
+    raw: bytes,
+    headers: StandardWebhookHeaders,
+    transaction_id: str,
+    user_id: int,
+    account_id: int,
+    amount_text: str,
+    webhooks: signatures.Webhooks,
+) -> PaymentReceived:
+    if signatures.STANDARD_WEBHOOKS not in webhooks.schemes:
+        raise errors.InvalidSignatureError("Standard Webhooks deliveries are not accepted here.")
+    for name, value in (
+        ("webhook-id", headers.webhook_id),
+        ("webhook-timestamp", headers.timestamp),
+        ("webhook-signature", headers.signature),
+    ):
+        if not value:
+            raise errors.InvalidSignatureError(f"The {name} header is missing.")
+    assert headers.webhook_id and headers.timestamp and headers.signature
+    if len(headers.webhook_id) > WEBHOOK_ID_LENGTH_MAX or not TEXT.fullmatch(headers.webhook_id):
+        raise errors.InvalidSignatureError(
+            f"webhook-id must be 1 to {WEBHOOK_ID_LENGTH_MAX} printable characters."
+        )
+    if not INTEGER_STRING.fullmatch(headers.timestamp) or (
+        abs(int(headers.timestamp) - time.time()) > signatures.TIMESTAMP_TOLERANCE_S
+    ):
+        raise errors.InvalidSignatureError(
+            "webhook-timestamp must be the time of signing in seconds since 1970, within "
+            f"{signatures.TIMESTAMP_TOLERANCE_S // 60} minutes of now."
+        )
+    if not signatures.standard_is_valid(
+        headers.webhook_id, headers.timestamp, raw, headers.signature, webhooks.standard_keys
+    ):
+        raise errors.InvalidSignatureError()
+    try:
+        body_text = raw.decode("utf-8")
+    except UnicodeDecodeError:  # the scheme signs UTF-8 text
+        raise errors.MalformedRequestError("A Standard Webhooks body is UTF-8.") from None
+    return PaymentReceived(
+        transaction_id,
+        user_id,
+        account_id,
+        amount_text,
+        webhook_id=headers.webhook_id,
+        webhook_timestamp=headers.timestamp,
+        webhook_signature=headers.signature,
+        body=body_text,
+    )
+
+
+def _check_amount(amount: object, amount_text: str) -> None:
+    """Refuse (InvalidAmountError) an amount that is not plain, positive, at most AMOUNT_MAX and
+    in whole cents."""
+    if "e" in amount_text or "E" in amount_text:
+        # An exponent is how "250" and a transaction id starting with "e9" became 250e9:
+        # amounts are written plainly, as numbers and as strings.
+        raise errors.InvalidAmountError(
+            "An amount is written in plain decimal notation, such as 100.50: no exponent.", field="amount"
+        )
     if not _is_valid_amount(amount_text):
         raise errors.InvalidAmountError(field="amount")
-    if type(body["amount"]) is str and not PLAIN_DECIMAL_STRING.fullmatch(amount_text):
+    if type(amount) is str and not PLAIN_DECIMAL_STRING.fullmatch(amount_text):
         raise errors.InvalidAmountError(
             'A string amount is a plain decimal such as "100.50": no sign, exponent or leading zero.',
             field="amount",
         )
-    return PaymentReceived(transaction_id, user_id, account_id, amount_text, signature)
 
 
 def _amount_text(amount: object) -> str:

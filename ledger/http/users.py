@@ -11,6 +11,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from ledger import commands, db
 from ledger.commands import NewUser
+from ledger.config import RequestThrottle
 from ledger.http import auth, parse, render
 from ledger.http.auth import ADMIN, AUDIT, USER
 from ledger.passwords import Passwords
@@ -103,7 +104,8 @@ class UserList:
 
 
 class UserCreation:
-    """POST /register (public; never an admin) and the admins' POST /users/create."""
+    """POST /register (public, throttled per client address; never an admin) and the admins'
+    POST /users/create."""
 
     def __init__(
         self,
@@ -112,16 +114,23 @@ class UserCreation:
         *,
         access: str,
         parse_body: Callable[[bytes], NewUser],
+        throttle: RequestThrottle | None = None,
     ) -> None:
         self._pool = pool
         self._passwords = passwords
         self._parse_body = parse_body
+        self._throttle = throttle
         self.access = access
 
     async def on_post(self, req: Request, resp: Response) -> None:
         new_user = self._parse_body(await parse.read_body(req))
-        async with db.connection(self._pool) as conn:
-            user = await commands.register(conn, self._passwords, new_user)
+        # The address of the TCP peer (uvicorn puts a trusted proxy's X-Forwarded-For here).
+        registration = (
+            None
+            if self._throttle is None
+            else commands.Registration(req.remote_addr or "unknown", self._throttle)
+        )
+        user = await commands.register(self._pool, self._passwords, new_user, registration)
         resp.status = falcon.HTTP_201
         resp.media = render.user(user)
 
@@ -136,8 +145,7 @@ class UserUpdate:
     async def on_put(self, req: Request, resp: Response, user_id: str) -> None:
         target_id = parse.user_id(user_id)
         changes = parse.user_changes(await parse.read_body(req))
-        async with db.connection(self._pool) as conn:
-            user = await commands.update_user(conn, self._passwords, target_id, changes)
+        user = await commands.update_user(self._pool, self._passwords, target_id, changes)
         resp.media = render.user(user)
 
 

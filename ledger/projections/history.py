@@ -15,6 +15,7 @@ from decimal import Decimal
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
+from ledger import errors
 from ledger.events.feed import Cursor
 from ledger.projections import users
 from ledger.projections.accounts import AccountView
@@ -39,22 +40,43 @@ EVERYTHING = Cut()
 #   (%(through_position)s::bigint IS NULL OR e.position <= %(through_position)s)
 #   AND (%(through_time)s::timestamptz IS NULL OR e.recorded_at <= %(through_time)s)
 
-# An account's balance then: the sum of its payments in the cut. Owners never change, so the
-# live accounts table says which accounts a user may have had.
-SELECT_ACCOUNTS_OF_USERS_AT_CUT = """
+# An account's balance then. Owners never change, so the live accounts table says which
+# accounts a user may have had; an account is shown if it was opened within the cut.
+#
+# At a position: the balance_after of the account's last payment at or before it, one lookup in
+# payments_by_account. Payments to one account take turns on its row lock and draw their
+# positions while holding it, so position order is the order in which balance_after grew.
+SELECT_ACCOUNTS_OF_USERS_AT_POSITION = """
     SELECT a.id, a.user_id,
-           COALESCE((SELECT sum((p.data->>'amount')::numeric)
-                     FROM events AS p
-                     WHERE p.stream = 'account-' || a.id AND p.type = 'PaymentReceived'
-                       AND (%(through_position)s::bigint IS NULL OR p.position <= %(through_position)s)
-                       AND (%(through_time)s::timestamptz IS NULL OR p.recorded_at <= %(through_time)s)),
+           COALESCE((SELECT p.balance_after
+                     FROM payments AS p
+                     WHERE p.account_id = a.id AND p.id <= %(through_position)s
+                     ORDER BY p.id DESC
+                     LIMIT 1),
                     0)::numeric(20,2) AS balance
     FROM accounts AS a
     WHERE a.user_id = ANY(%(user_ids)s)
       AND EXISTS (SELECT 1 FROM events AS o
                   WHERE o.stream = 'account-' || a.id AND o.stream_version = 1
-                    AND (%(through_position)s::bigint IS NULL OR o.position <= %(through_position)s)
-                    AND (%(through_time)s::timestamptz IS NULL OR o.recorded_at <= %(through_time)s))
+                    AND o.position <= %(through_position)s)
+    ORDER BY a.id
+"""
+
+# At a time: the sum of the account's payments recorded by then. recorded_at is when the
+# writing transaction started, which need not follow the lock order above, so balance_after
+# cannot answer it. (Bounded like every request by the statement timeout.)
+SELECT_ACCOUNTS_OF_USERS_AT_TIME = """
+    SELECT a.id, a.user_id,
+           COALESCE((SELECT sum((p.data->>'amount')::numeric)
+                     FROM events AS p
+                     WHERE p.stream = 'account-' || a.id AND p.type = 'PaymentReceived'
+                       AND p.recorded_at <= %(through_time)s),
+                    0)::numeric(20,2) AS balance
+    FROM accounts AS a
+    WHERE a.user_id = ANY(%(user_ids)s)
+      AND EXISTS (SELECT 1 FROM events AS o
+                  WHERE o.stream = 'account-' || a.id AND o.stream_version = 1
+                    AND o.recorded_at <= %(through_time)s)
     ORDER BY a.id
 """
 
@@ -155,8 +177,12 @@ class FeedHead:
 
 async def accounts_of_users_at(conn: AsyncConnection, user_ids: Sequence[int], cut: Cut) -> list[AccountView]:
     """Return the accounts these users had at the cut, with their balances then, by id."""
+    assert (cut.position is None) != (cut.time is None), "a cut at a position or at a time"
+    query = (
+        SELECT_ACCOUNTS_OF_USERS_AT_POSITION if cut.position is not None else SELECT_ACCOUNTS_OF_USERS_AT_TIME
+    )
     async with conn.cursor(row_factory=class_row(AccountView)) as cursor:
-        await cursor.execute(SELECT_ACCOUNTS_OF_USERS_AT_CUT, {"user_ids": list(user_ids), **cut.params})
+        await cursor.execute(query, {"user_ids": list(user_ids), **cut.params})
         return await cursor.fetchall()
 
 
@@ -187,7 +213,14 @@ async def live_balance_summary(conn: AsyncConnection) -> BalanceSummary:
 
 
 async def feed_prefix_balance_summary(conn: AsyncConnection, through: Cursor) -> BalanceSummary:
-    """Return the count, total and checksum of the balances the feed up to through gives."""
+    """Return the count, total and checksum of the balances the feed up to through gives.
+
+    Raises InvalidQueryError for a cursor beyond the feed's last event: that prefix is not
+    known yet, and its checksum would be of nothing a replay could print.
+    """
+    head = await feed_head(conn)
+    if through > head.cursor:
+        raise errors.InvalidQueryError(f"through is beyond the feed's last event ({head.cursor}).")
     async with conn.cursor(row_factory=class_row(BalanceSummary)) as cursor:
         await cursor.execute(
             SELECT_FEED_PREFIX_BALANCE_SUMMARY,

@@ -1,7 +1,5 @@
-"""The users view: apply(event) for user events, and its read queries.
-
-apply() is used both live (in the command's transaction) and by the rebuild, so the SQL here
-names tables without a schema: during a rebuild they resolve to the rebuild's temporary tables.
+"""The users view: its read queries. It is kept up to date by apply_user_event() (sql/0022),
+in the transaction that appends each user event, and rebuilt from the log by the same function.
 """
 
 from __future__ import annotations
@@ -11,38 +9,12 @@ from dataclasses import dataclass
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
-from ledger.events import UserDeleted, UserRegistered, UserUpdated
-
-INSERT_USER = """
-    INSERT INTO users (id, email, full_name, password_hash, is_admin, is_auditor, credentials_version)
-    VALUES (%(user_id)s, %(email)s, %(full_name)s, %(password_hash)s, %(is_admin)s, %(is_auditor)s, 1)
-"""
-
-UPDATE_USER = """
-    UPDATE users SET
-        email = COALESCE(%(email)s, email),
-        full_name = COALESCE(%(full_name)s, full_name),
-        password_hash = COALESCE(%(password_hash)s, password_hash),
-        is_admin = COALESCE(%(is_admin)s, is_admin),
-        is_auditor = COALESCE(%(is_auditor)s, is_auditor),
-        credentials_version = %(credentials_version)s
-    WHERE id = %(user_id)s
-"""
-
-MARK_USER_DELETED = "UPDATE users SET deleted = true WHERE id = %(user_id)s"
-
 # The token's user: live, and with the credentials version the token was issued for (a
 # password or email change since revokes it). accounts.SELECT_ACCOUNTS_OF_LIVE_USER applies the
 # same rule inside the one statement of GET /user/accounts.
 SELECT_TOKEN_USER = """
     SELECT id, email, full_name, is_admin, is_auditor, credentials_version
     FROM users WHERE id = %(user_id)s AND NOT deleted AND credentials_version = %(credentials_version)s
-"""
-
-SELECT_LIVE_USER_FOR_UPDATE = """
-    SELECT id, email, full_name, is_admin, is_auditor, credentials_version
-    FROM users WHERE id = %(user_id)s AND NOT deleted
-    FOR UPDATE
 """
 
 SELECT_LOGIN_BY_EMAIL = """
@@ -74,24 +46,6 @@ class LoginRecord:
     id: int
     password_hash: str
     credentials_version: int
-
-
-async def apply(conn: AsyncConnection, event: UserRegistered | UserUpdated | UserDeleted) -> None:
-    """Bring the users table up to date with one user event."""
-    match event:
-        case UserRegistered():
-            await conn.execute(INSERT_USER, vars(event))
-        case UserUpdated():
-            await conn.execute(UPDATE_USER, vars(event))
-        case UserDeleted():
-            await conn.execute(MARK_USER_DELETED, vars(event))
-
-
-async def live_user_for_update(conn: AsyncConnection, user_id: int) -> UserView | None:
-    """Return the live (not deleted) user with that id, its row locked, or None."""
-    async with conn.cursor(row_factory=class_row(UserView)) as cursor:
-        await cursor.execute(SELECT_LIVE_USER_FOR_UPDATE, {"user_id": user_id})
-        return await cursor.fetchone()
 
 
 async def token_user(conn: AsyncConnection, user_id: int, credentials_version: int) -> UserView | None:

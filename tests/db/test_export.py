@@ -21,6 +21,7 @@ from ledger.config import CHEAPEST_ARGON2, REPO_ROOT, Settings
 from ledger.http.app import create_app
 from ledger.http.auth import Tokens
 from ledger.projections.users import LoginRecord
+from ledger.signatures import Webhooks
 from tests.conftest import drop_database, fresh_database
 from tests.support import TEST_WEBHOOK_SECRET, ledger_cli
 from tests.support import fill_small_ledger as fill
@@ -43,7 +44,7 @@ async def audit_summary(database_url: str, tmp_path: Path, query: str = "") -> d
         database_url=database_url,
         data_dir=tmp_path,
         migrations_dir=REPO_ROOT / "sql",
-        webhook_secrets=(TEST_WEBHOOK_SECRET,),
+        webhooks=Webhooks(secrets=(TEST_WEBHOOK_SECRET,)),
         jwt_secret=b"export-test-secret-0123456789abcdef",
         token_ttl_s=60,
         argon2=CHEAPEST_ARGON2,

@@ -18,8 +18,9 @@ import pytest
 import uvicorn
 
 from ledger import db
-from ledger.config import CHEAPEST_ARGON2, REPO_ROOT, Settings
+from ledger.config import CHEAPEST_ARGON2, REPO_ROOT, RequestThrottle, Settings
 from ledger.http.app import create_app
+from ledger.signatures import Webhooks
 from tests.conftest import drop_database, fresh_database
 from tests.e2e.test_readme_start import free_port
 from tests.support import TEST_WEBHOOK_SECRET
@@ -55,12 +56,13 @@ def live_server(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
         database_url=database_url,
         data_dir=tmp_path_factory.mktemp("live"),
         migrations_dir=REPO_ROOT / "sql",
-        webhook_secrets=(TEST_WEBHOOK_SECRET,),
+        webhooks=Webhooks(secrets=(TEST_WEBHOOK_SECRET,)),
         jwt_secret=b"live-jwt-secret-" + uuid.uuid4().hex.encode() * 2,
         token_ttl_s=3600,
         argon2=CHEAPEST_ARGON2,
+        registration_throttle=RequestThrottle(requests_per_address_max=10**6),  # the fuzz registers many
     )
-    pool = db.create_pool(database_url, 1, 10)
+    pool = db.create_pool(db.serving_conninfo(database_url, statement_timeout_s=30), 1, 10)
     app = create_app(settings, pool)  # the pool opens and closes in the server's own event loop
     port = free_port()
     # loop="asyncio": uvloop would not change anything here but the event loop policy of the process.

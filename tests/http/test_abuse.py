@@ -20,8 +20,7 @@ from ledger.http.parse import (
     PASSWORD_LENGTH_MAX,
     TRANSACTION_ID_LENGTH_MAX,
 )
-from tests.http.conftest import Person
-from tests.support import delivery_body, new_account_id, new_email
+from tests.support import Person, delivery_body, new_account_id, new_email
 
 # Medians of interleaved tries; the band is wide because the machine is shared and noisy. What
 # it must catch is a difference in kind: skipping argon2 for an unknown email makes that login

@@ -6,8 +6,7 @@ import psycopg
 import pytest
 from falcon.testing import ASGIConductor
 
-from tests.http.conftest import Person
-from tests.support import delivery_body, new_account_id, new_email
+from tests.support import Person, delivery_body, new_account_id, new_email
 
 
 @pytest.mark.parametrize("prefix", ["", "/admin"])

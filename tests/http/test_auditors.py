@@ -9,8 +9,7 @@ import pytest
 from falcon.testing import ASGIConductor
 from psycopg_pool import AsyncConnectionPool
 
-from tests.http.conftest import Person
-from tests.support import delivery_body, event_count, new_account_id, new_email
+from tests.support import Person, delivery_body, event_count, new_account_id, new_email
 
 SELECT_ROLE_EVENTS = """
     SELECT data FROM events

@@ -10,8 +10,7 @@ import jwt
 import pytest
 from falcon.testing import ASGIConductor
 
-from tests.http.conftest import Person
-from tests.support import PASSWORD
+from tests.support import PASSWORD, Person
 
 PROTECTED = [
     ("GET", "/user/about"),

@@ -15,8 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from ledger.config import LoginThrottle, Settings
 from ledger.http.app import create_app
-from tests.http.conftest import Person
-from tests.support import PASSWORD, new_email
+from tests.support import PASSWORD, Person, new_email
 
 EMAIL_MAX, ADDRESS_MAX, WINDOW_S = 3, 5, 60
 POLL_LIMIT_S = 15

@@ -18,7 +18,9 @@ from openapi_spec_validator import validate
 
 from ledger import errors, signatures
 from ledger.http import openapi, parse
+from ledger.http.errors import OUTAGES
 from ledger.http.openapi import ACCESS_EXTENSION
+from ledger.signatures import Webhooks
 from tests.support import TEST_WEBHOOK_SECRET, delivery_body, delivery_bytes
 
 # Pages for people, not part of the API the document describes.
@@ -65,7 +67,7 @@ def test_every_route_is_described_with_its_access_and_nothing_else(
 
 
 def test_every_status_a_refusal_can_have_is_the_one_the_service_answers(document: dict[str, Any]) -> None:
-    codes = {error.code: status for error, status in _statuses_of_codes()}
+    codes = {error.code: status for error, status in _statuses_of_codes()} | dict.fromkeys(OUTAGES, 503)
     for item in document["paths"].values():
         for operation in item.values():
             for status, response in operation["responses"].items():
@@ -179,7 +181,7 @@ def test_an_update_needs_a_known_field_in_both(document: dict[str, Any]) -> None
 def delivery_shape_accepted(raw: bytes) -> bool:
     """Whether parse.payment_delivery gets past the shape and amount rules (the signature is good)."""
     try:
-        parse.payment_delivery(raw, (TEST_WEBHOOK_SECRET,))
+        parse.payment_delivery(raw, None, Webhooks(secrets=(TEST_WEBHOOK_SECRET,)))
     except (errors.InvalidFieldError, errors.InvalidAmountError):
         return False
     return True
@@ -246,11 +248,13 @@ def test_what_json_schema_cannot_say_is_refused_by_the_service(document: dict[st
     raw = delivery_bytes(delivery_body(1, 1, "1.500"), amount_literal="1.500")  # signed as 1.500
     assert delivery.is_valid(json.loads(raw))
     with pytest.raises(errors.InvalidAmountError):
-        parse.payment_delivery(raw, (TEST_WEBHOOK_SECRET,))
+        parse.payment_delivery(raw, None, Webhooks(secrets=(TEST_WEBHOOK_SECRET,)))
     whole_float = {**delivery_body(1, 1, 100), "user_id": 1.0}
     assert delivery.is_valid(whole_float)
     with pytest.raises(errors.InvalidFieldError):
-        parse.payment_delivery(json.dumps(whole_float).encode(), (TEST_WEBHOOK_SECRET,))
+        parse.payment_delivery(
+            json.dumps(whole_float).encode(), None, Webhooks(secrets=(TEST_WEBHOOK_SECRET,))
+        )
 
 
 @pytest.mark.parametrize(

@@ -19,8 +19,7 @@ from ledger.config import REPO_ROOT, Settings
 from ledger.http.app import create_app
 from ledger.logs import JsonFormatter
 from tests.conftest import drop_database, fresh_database
-from tests.http.conftest import Person
-from tests.support import delivery_body, new_account_id
+from tests.support import Person, delivery_body, new_account_id
 
 
 @pytest.fixture

@@ -7,8 +7,7 @@ import json
 import pytest
 from falcon.testing import ASGIConductor
 
-from tests.http.conftest import Person
-from tests.support import delivery_body, new_account_id, new_email
+from tests.support import Person, delivery_body, new_account_id, new_email
 
 
 async def pay(client: ASGIConductor, user_id: int, account_id: int, amount: str) -> dict:

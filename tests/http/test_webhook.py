@@ -9,8 +9,8 @@ from falcon.testing import ASGIConductor
 from psycopg_pool import AsyncConnectionPool
 
 from ledger.config import PUBLIC_EXAMPLE_WEBHOOK_SECRET
-from tests.http.conftest import Person
 from tests.support import (
+    Person,
     balance_of,
     delivery_body,
     delivery_bytes,
@@ -54,7 +54,7 @@ async def test_a_delivery_signed_with_a_rotated_secret_verifies(
 
 
 @pytest.mark.parametrize(
-    ("literal", "balance"), [("100.0", "100.00"), ("0.1", "0.10"), ("1e2", "100.00"), ('"100.50"', "100.50")]
+    ("literal", "balance"), [("100.0", "100.00"), ("0.1", "0.10"), ('"100.50"', "100.50")]
 )
 async def test_amounts_as_written_are_verified_and_credited_exactly(
     client: ASGIConductor, person: Person, literal: str, balance: str

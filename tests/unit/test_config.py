@@ -12,7 +12,7 @@ from ledger.config import PUBLIC_EXAMPLE_WEBHOOK_SECRET, LoginThrottle, settings
 def test_defaults_use_the_public_secret_and_the_embedded_database(tmp_path: Path) -> None:
     settings = settings_from_environment({"LEDGER_DATA_DIR": str(tmp_path)})
     assert settings.database_url is None
-    assert settings.webhook_secrets == (PUBLIC_EXAMPLE_WEBHOOK_SECRET.encode(),)
+    assert settings.webhooks.secrets == (PUBLIC_EXAMPLE_WEBHOOK_SECRET.encode(),)
     assert settings.uses_public_webhook_secret
     assert settings.token_ttl_s == 86400
 
@@ -21,7 +21,7 @@ def test_several_webhook_secrets_are_read_for_rotation(tmp_path: Path) -> None:
     settings = settings_from_environment(
         {"LEDGER_DATA_DIR": str(tmp_path), "LEDGER_WEBHOOK_SECRETS": "new-one, old-one ,"}
     )
-    assert settings.webhook_secrets == (b"new-one", b"old-one")
+    assert settings.webhooks.secrets == (b"new-one", b"old-one")
     assert not settings.uses_public_webhook_secret
 
 

@@ -9,9 +9,10 @@ import pytest
 
 from ledger import errors
 from ledger.http import parse
+from ledger.signatures import Webhooks
 from tests.support import TEST_WEBHOOK_SECRET, delivery_body, delivery_bytes
 
-SECRETS = (TEST_WEBHOOK_SECRET,)
+WEBHOOKS = Webhooks(secrets=(TEST_WEBHOOK_SECRET,))
 
 
 def test_numbers_with_a_fraction_keep_their_text_and_never_become_floats() -> None:
@@ -26,7 +27,7 @@ def test_a_number_is_not_a_string(field: str) -> None:
     body = {**delivery_body(1, 1, 10), field: "@NUMBER@"}
     raw = json.dumps(body).replace('"@NUMBER@"', "1.5").encode()
     with pytest.raises(errors.InvalidFieldError):
-        parse.payment_delivery(raw, SECRETS)
+        parse.payment_delivery(raw, None, WEBHOOKS)
     with pytest.raises(errors.InvalidFieldError):
         parse.registration(b'{"email": "a@example.com", "full_name": 1.5, "password": "123456"}')
 
@@ -57,18 +58,18 @@ def test_a_body_that_is_not_a_json_object_is_malformed(raw: bytes) -> None:
         parse.json_object(raw)
 
 
-@pytest.mark.parametrize("literal", ["100", "100.0", "100.50", "0.10", "1e2", "1E+2"])
+@pytest.mark.parametrize("literal", ["100", "100.0", "100.50", "0.10"])
 def test_a_delivery_is_verified_against_the_amount_as_written(literal: str) -> None:
     body = delivery_body(1, 1, literal)  # signed over the literal text
     raw = delivery_bytes(body, amount_literal=literal)
-    delivery = parse.payment_delivery(raw, SECRETS)
+    delivery = parse.payment_delivery(raw, None, WEBHOOKS)
     assert delivery.amount == literal
     assert delivery.amount_value == Decimal(literal)
 
 
 def test_a_string_amount_signs_as_its_content() -> None:
     body = delivery_body(1, 1, "100.50")
-    delivery = parse.payment_delivery(json.dumps(body).encode(), SECRETS)
+    delivery = parse.payment_delivery(json.dumps(body).encode(), None, WEBHOOKS)
     assert delivery.amount == "100.50"
     assert delivery.amount_value == Decimal("100.50")
 
@@ -76,7 +77,7 @@ def test_a_string_amount_signs_as_its_content() -> None:
 def test_a_number_signed_as_another_spelling_is_refused() -> None:
     body = delivery_body(1, 1, "100")  # signed as 100
     with pytest.raises(errors.InvalidSignatureError):
-        parse.payment_delivery(delivery_bytes(body, amount_literal="100.0"), SECRETS)
+        parse.payment_delivery(delivery_bytes(body, amount_literal="100.0"), None, WEBHOOKS)
 
 
 @pytest.mark.parametrize(
@@ -99,7 +100,7 @@ def test_a_number_signed_as_another_spelling_is_refused() -> None:
 def test_shape_and_types_are_checked_before_the_signature(change: dict, error: type) -> None:
     body = {**delivery_body(1, 1, 10), **change}
     with pytest.raises(error):
-        parse.payment_delivery(json.dumps(body).encode(), SECRETS)
+        parse.payment_delivery(json.dumps(body).encode(), None, WEBHOOKS)
 
 
 @pytest.mark.parametrize(
@@ -112,6 +113,8 @@ def test_shape_and_types_are_checked_before_the_signature(change: dict, error: t
         "100.500",
         "1000000000000.01",
         "1e13",
+        "1e2",  # an exponent is refused even where its value is fine: amounts are written plainly
+        "1E+2",
         "1e9999999999999999999",
         "1e-9999999999999999999",
         '"-5"',
@@ -125,16 +128,16 @@ def test_shape_and_types_are_checked_before_the_signature(change: dict, error: t
 def test_amount_rules_come_after_the_signature(literal: str) -> None:
     signed = delivery_body(1, 1, literal.strip('"'))  # a JSON string signs as its content
     with pytest.raises(errors.InvalidAmountError):
-        parse.payment_delivery(delivery_bytes(signed, amount_literal=literal), SECRETS)
+        parse.payment_delivery(delivery_bytes(signed, amount_literal=literal), None, WEBHOOKS)
     # With a wrong signature the same amount is refused for its signature first.
     forged = {**signed, "signature": "ab" * 32}
     with pytest.raises(errors.InvalidSignatureError):
-        parse.payment_delivery(delivery_bytes(forged, amount_literal=literal), SECRETS)
+        parse.payment_delivery(delivery_bytes(forged, amount_literal=literal), None, WEBHOOKS)
 
 
 def test_the_largest_amount_is_accepted() -> None:
     body = delivery_body(1, 1, "1000000000000.00")
-    assert parse.payment_delivery(json.dumps(body).encode(), SECRETS).amount_value == 10**12
+    assert parse.payment_delivery(json.dumps(body).encode(), None, WEBHOOKS).amount_value == 10**12
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,46 @@
+"""Fixtures of the attacks: logins of the database roles the service and auditors use."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import psycopg.sql
+import pytest
+
+
+def as_login(url: str, user: str) -> str:
+    """Return url with another user and no password (the test server trusts local logins)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
+
+
+def _login_in(server_url: str, group: str) -> Iterator[str]:
+    """Create a login that is a member of group (and nothing else); drop it afterwards."""
+    name = f"ledger_test_{group.removeprefix('ledger_')}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(
+            psycopg.sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(
+                psycopg.sql.Identifier(name), psycopg.sql.Identifier(group)
+            )
+        )
+    try:
+        yield name
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(psycopg.sql.SQL("DROP ROLE {}").format(psycopg.sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def runtime_login(server_url: str, database_url: str) -> Iterator[str]:
+    """A login with the runtime role's rights, as production gives the service: its name."""
+    yield from _login_in(server_url, "ledger_runtime")
+
+
+@pytest.fixture(scope="session")
+def auditor_login(server_url: str, database_url: str) -> Iterator[str]:
+    """A login with the auditors' read-only role: its name."""
+    yield from _login_in(server_url, "ledger_auditor")
