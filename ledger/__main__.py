@@ -23,12 +23,13 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from ledger import db, logs
+from ledger.audit import export, feed
+from ledger.audit.export import ExportReplay, replay_export
+from ledger.audit.verify import VerifyReport, verify
 from ledger.config import PRODUCTION, Settings, environment_of, production_refusals, settings_from_environment
-from ledger.events import export, feed
-from ledger.events.verify import VerifyReport, verify
 from ledger.http import listener, protocol
 from ledger.http.app import create_app
-from ledger.projections.rebuild import ExportReplay, replay, replay_export
+from ledger.projections.rebuild import replay
 from ledger.signatures import Webhooks
 
 log = logging.getLogger("ledger")

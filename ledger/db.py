@@ -117,9 +117,18 @@ def migrate(database_url: str, migrations_dir: Path, *, with_seeds: bool = True)
                     backend.mark_migrations(seeds)
                     pending = MigrationList([m for m in pending if m not in seeds], migrations.post_apply)
                 backend.apply_migrations(pending)
+            define(lock_conn, migrations_dir)
             return [migration.id for migration in pending]
         finally:
             lock_conn.execute("SELECT pg_advisory_unlock(%(key)s)", {"key": MIGRATION_LOCK_KEY})
+
+
+def define(conn: psycopg.Connection, migrations_dir: Path) -> None:
+    """(Re)create every function, trigger and view from <migrations_dir>/definitions/*.sql, in
+    name order, in one transaction: the bodies in force are always the ones in those files."""
+    with conn.transaction():
+        for path in sorted((migrations_dir / "definitions").glob("*.sql")):
+            conn.execute(path.read_text(encoding="utf-8").encode())
 
 
 def pending_migrations(database_url: str, migrations_dir: Path) -> list[str]:

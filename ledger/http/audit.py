@@ -7,11 +7,11 @@ from psycopg import IsolationLevel
 from psycopg_pool import AsyncConnectionPool
 
 from ledger import db
-from ledger.events import feed
+from ledger.audit import checksums, feed
 from ledger.http import parse, render
 from ledger.http.auth import AUDIT
 from ledger.http.users import link_next
-from ledger.projections import accounts, history
+from ledger.projections import accounts
 
 
 class EventFeed:
@@ -48,14 +48,14 @@ class AuditSummary:
         async with db.connection(self._pool) as conn:
             if through is not None:
                 cursor = parse.cursor(through)
-                summary = await history.feed_prefix_balance_summary(conn, cursor)
+                summary = await checksums.feed_prefix_balance_summary(conn, cursor)
                 resp.media = render.balance_summary(summary, cursor, source="log")
                 return
             await conn.set_isolation_level(IsolationLevel.REPEATABLE_READ)
             try:
                 async with conn.transaction():
-                    head = await history.feed_head(conn)
-                    summary = await history.live_balance_summary(conn)
+                    head = await checksums.feed_head(conn)
+                    summary = await checksums.live_balance_summary(conn)
             finally:
                 await conn.set_isolation_level(None)
         resp.media = render.balance_summary(summary, head.cursor, source="projections")

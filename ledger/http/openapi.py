@@ -20,7 +20,7 @@ from typing import Any
 from falcon.asgi import Request, Response
 
 from ledger import errors
-from ledger.events import feed
+from ledger.audit import feed
 from ledger.http import parse
 from ledger.http.auth import ADMIN, AUDIT, PUBLIC, USER
 from ledger.http.errors import DATABASE_BUSY, DATABASE_UNAVAILABLE, HASHING_BUSY, OUTAGES, STATUS_OF

@@ -18,10 +18,11 @@ from typing import Any
 import falcon
 
 from ledger import errors, signatures
+from ledger.audit import feed
+from ledger.audit.feed import Cursor
 from ledger.commands import NewUser, UserChanges
-from ledger.events import PaymentReceived, feed
-from ledger.events.feed import Cursor
-from ledger.projections.history import Cut
+from ledger.events import PaymentReceived
+from ledger.projections.past import Cut
 
 BODY_SIZE_MAX = 64 * 1024
 BIGINT_MAX = 2**63 - 1

@@ -6,10 +6,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from ledger.audit.checksums import BalanceSummary
+from ledger.audit.feed import Cursor, FeedEvent
 from ledger.commands import PaymentOutcome
-from ledger.events.feed import Cursor, FeedEvent
 from ledger.projections.accounts import AccountView, PaymentView
-from ledger.projections.history import BalanceSummary
 from ledger.projections.users import UserView
 
 CENT = Decimal("0.01")

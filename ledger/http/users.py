@@ -15,7 +15,7 @@ from ledger.config import RequestThrottle
 from ledger.http import auth, parse, render
 from ledger.http.auth import ADMIN, AUDIT, USER
 from ledger.passwords import Passwords
-from ledger.projections import accounts, history, users
+from ledger.projections import accounts, past, users
 
 BIGINT_MAX = parse.BIGINT_MAX
 
@@ -49,7 +49,7 @@ class MyAccounts:
             if cut is None:
                 found = await accounts.accounts_of_live_user(conn, claims.user_id, claims.credentials_version)
             else:
-                found = await history.accounts_of_live_user_at(
+                found = await past.accounts_of_live_user_at(
                     conn, claims.user_id, claims.credentials_version, cut
                 )
         resp.media = [render.account(view) for view in auth.revoked_unless_found(found)]
@@ -89,7 +89,7 @@ class UserList:
             if cut is None:
                 views = await users.users_page(conn, after or 0, limit + 1)
             else:
-                views = await history.users_page_at(conn, cut, after or 0, limit + 1)
+                views = await past.users_page_at(conn, cut, after or 0, limit + 1)
             if len(views) > limit:
                 views = views[:limit]
                 link_next(req, resp, limit, views[-1].id)
@@ -97,7 +97,7 @@ class UserList:
             if cut is None:
                 owned = await accounts.accounts_of_users(conn, user_ids)
             else:
-                owned = await history.accounts_of_users_at(conn, user_ids, cut)
+                owned = await past.accounts_of_users_at(conn, user_ids, cut)
         resp.media = [
             render.user_with_accounts(view, [a for a in owned if a.user_id == view.id]) for view in views
         ]

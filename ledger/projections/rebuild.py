@@ -9,7 +9,6 @@ writers wait.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -17,9 +16,8 @@ from psycopg import AsyncConnection, IsolationLevel
 from psycopg.rows import class_row
 
 from ledger import db
-from ledger.events import export
 from ledger.projections.accounts import AccountView
-from ledger.projections.history import EVERYTHING, BalanceSummary, Cut, live_balance_summary
+from ledger.projections.past import EVERYTHING, Cut
 from ledger.projections.users import UserView
 
 # The users rebuild updates rows by id, so it keeps the indexes; accounts and payments are
@@ -36,34 +34,18 @@ LOCK_AND_EMPTY_LIVE_TABLES = (
     "TRUNCATE public.payments, public.accounts, public.users",
 )
 
+# The balance rule over the log (balances_in_log(), sql/definitions/20-event-data.sql), and
+# its running form for the payments view: the rebuild restates neither.
 INSERT_ACCOUNTS_FROM_LOG = """
     INSERT INTO accounts (id, user_id, balance)
-    SELECT (data->>'account_id')::bigint, (data->>'user_id')::bigint, 0
-    FROM events WHERE type = 'AccountOpened'
-      AND (%(through_position)s::bigint IS NULL OR position <= %(through_position)s)
-      AND (%(through_time)s::timestamptz IS NULL OR recorded_at <= %(through_time)s)
+    SELECT account_id, user_id, balance
+    FROM balances_in_log(NULL, %(through_position)s, %(through_time)s, NULL, NULL)
 """
 
 INSERT_PAYMENTS_FROM_LOG = """
     INSERT INTO payments (id, transaction_id, user_id, account_id, amount, balance_after, created_at)
-    SELECT position, transaction_id, user_id, account_id, amount,
-           sum(amount) OVER (PARTITION BY account_id ORDER BY position),
-           recorded_at
-    FROM (
-        SELECT position, transaction_id, recorded_at, (data->>'user_id')::bigint AS user_id,
-               (data->>'account_id')::bigint AS account_id, (data->>'amount')::numeric AS amount
-        FROM events WHERE type = 'PaymentReceived'
-          AND (%(through_position)s::bigint IS NULL OR position <= %(through_position)s)
-          AND (%(through_time)s::timestamptz IS NULL OR recorded_at <= %(through_time)s)
-    ) AS received
-"""
-
-# A balance is the sum of its account's payments, exactly as they were sent (the payments
-# rows hold the amounts of the PaymentReceived events, just rebuilt from the log).
-CREDIT_ACCOUNTS_FROM_PAYMENTS = """
-    UPDATE accounts SET balance = credited.balance
-    FROM (SELECT account_id, sum(amount) AS balance FROM payments GROUP BY account_id) AS credited
-    WHERE accounts.id = credited.account_id
+    SELECT payment_id, transaction_id, user_id, account_id, amount, balance_after, recorded_at
+    FROM payments_in_log(%(through_position)s, %(through_time)s)
 """
 
 # Rows of one side missing from the other, or different, for each projection (the temporary
@@ -182,7 +164,6 @@ async def rebuild(conn: AsyncConnection, cut: Cut = EVERYTHING) -> None:
     await conn.execute(db.SET_BULK_WORK_MEM)
     await conn.execute(INSERT_ACCOUNTS_FROM_LOG, cut.params)
     await conn.execute(INSERT_PAYMENTS_FROM_LOG, cut.params)
-    await conn.execute(CREDIT_ACCOUNTS_FROM_PAYMENTS)
 
 
 @dataclass(frozen=True)
@@ -208,26 +189,3 @@ async def rebuild_at(conn: AsyncConnection, cut: Cut) -> RebuiltState:
             await cursor.execute(SELECT_ACCOUNTS)
             rebuilt_accounts = await cursor.fetchall()
     return RebuiltState(live_users, rebuilt_accounts)
-
-
-@dataclass(frozen=True)
-class ExportReplay:
-    load: export.LoadReport
-    accounts: list[AccountView]
-    summary: BalanceSummary
-
-
-async def replay_export(conn: AsyncConnection, export_lines: Iterable[str]) -> ExportReplay:
-    """Load an export into this empty database's log and build its projections from it.
-
-    Everything commits together or not at all. Raises export.ExportError for a bad line and
-    ValueError for a database whose log is not empty. conn: as for replay().
-    """
-    async with conn.transaction():
-        loaded = await export.load(conn, export_lines)
-        await rebuild(conn)
-        async with conn.cursor(row_factory=class_row(AccountView)) as cursor:
-            await cursor.execute(SELECT_ACCOUNTS)
-            rebuilt_accounts = await cursor.fetchall()
-        summary = await live_balance_summary(conn)
-    return ExportReplay(loaded, rebuilt_accounts, summary)

@@ -11,12 +11,11 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from ledger import commands
+from ledger.audit import checksums, feed
+from ledger.audit.feed import Cursor
 from ledger.commands import NewUser
 from ledger.config import CHEAPEST_ARGON2
-from ledger.events import feed
-from ledger.events.feed import Cursor
 from ledger.passwords import Passwords
-from ledger.projections import history
 from tests.conftest import drop_database, fresh_database
 from tests.support import PASSWORD, TEST_WEBHOOK_SECRET, delivery, new_account_id, new_email
 
@@ -170,7 +169,7 @@ async def test_the_feed_orders_transaction_ids_as_numbers(own_database: str) -> 
             )
         seen, last = await follow(conn, feed.START, limit=1)
         rows = await (await conn.execute("SELECT position, xact_id::text::bigint FROM events")).fetchall()
-        head = await history.feed_head(conn)
+        head = await checksums.feed_head(conn)
     xact_of = dict(rows)
     assert [xact_of[position] for position in seen[:2]] == [9, 10]
     assert [xact_of[p] for p in seen] == sorted(xact_of[p] for p in seen)

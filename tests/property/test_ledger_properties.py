@@ -24,8 +24,8 @@ from ledger import commands, db, errors
 from ledger.commands import NewUser, UserChanges
 from ledger.config import REPO_ROOT
 from ledger.passwords import Passwords
-from ledger.projections import history
-from ledger.projections.history import Cut
+from ledger.projections import past
+from ledger.projections.past import Cut
 from ledger.projections.rebuild import rebuild_at, replay
 from ledger.projections.users import UserView
 from tests.conftest import drop_database, fresh_database
@@ -258,9 +258,9 @@ async def test_balances_as_of_a_cut_equal_a_replay_of_the_log_cut_there(
             as_of_database, autocommit=True, prepare_threshold=None
         ) as rebuild_conn:
             for cut in cuts:
-                as_of_accounts = await history.accounts_of_users_at(conn, ids, cut)
+                as_of_accounts = await past.accounts_of_users_at(conn, ids, cut)
                 as_of_users = [
-                    u for u in await history.users_page_at(conn, cut, ids[0] - 1, 1000) if u.id in ids
+                    u for u in await past.users_page_at(conn, cut, ids[0] - 1, 1000) if u.id in ids
                 ]
                 rebuilt = await rebuild_at(rebuild_conn, cut)
                 assert as_of_accounts == [a for a in rebuilt.accounts if a.user_id in run.every_user_id], cut

@@ -19,7 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 from ledger import db
 from ledger.config import REPO_ROOT, Settings, kept_jwt_secret
 from ledger.http.app import create_app
-from ledger.projections import history
+from ledger.projections import past
 from ledger.projections.rebuild import replay
 from tests.conftest import drop_database, fresh_database
 from tests.e2e.test_readme_start import free_port, ledger_serve
@@ -61,7 +61,7 @@ async def test_balances_as_of_a_position_are_an_index_lookup_not_a_sum_over_the_
 ) -> None:
     async with db.connection(pool) as conn:
         cursor = await conn.execute(
-            "EXPLAIN " + history.SELECT_ACCOUNTS_OF_USERS_AT_POSITION,
+            "EXPLAIN " + past.SELECT_ACCOUNTS_OF_USERS_AT_POSITION,
             {"user_ids": [person.user.id], "through_position": 10**9},
         )
         plan = "\n".join(row[0] for row in await cursor.fetchall())

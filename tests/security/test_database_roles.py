@@ -1,7 +1,7 @@
 """The log can only grow, even for the service: it serves as a runtime role that owns nothing
 and changes projections only through functions that append their event in the same
 transaction. Before, migrations and requests shared the owner of `events`, which could
-disable the append-only trigger and rewrite history."""
+disable the append-only trigger and rewrite past."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from psycopg import errors as pg_errors
 from psycopg_pool import AsyncConnectionPool
 
 from ledger import db
-from ledger.events import export
-from ledger.events.feed import START
-from ledger.events.verify import verify
+from ledger.audit import export
+from ledger.audit.feed import START
+from ledger.audit.verify import verify
 from tests.security.conftest import as_login
 from tests.support import delivery_body, new_account_id, webhooks_for_tests
 

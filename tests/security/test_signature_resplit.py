@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from psycopg_pool import AsyncConnectionPool
 
 from ledger import commands, errors
-from ledger.events.verify import verify
+from ledger.audit.verify import verify
 from ledger.passwords import Passwords
 from ledger.signatures import Webhooks
 from tests.support import (

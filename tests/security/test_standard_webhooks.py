@@ -19,8 +19,8 @@ from psycopg_pool import AsyncConnectionPool
 from standardwebhooks import Webhook
 
 from ledger import commands
+from ledger.audit.verify import verify
 from ledger.config import Settings
-from ledger.events.verify import verify
 from ledger.http import parse
 from ledger.http.app import create_app
 from ledger.signatures import SIGNATURE_FIELD, STANDARD_WEBHOOKS

@@ -1,4 +1,4 @@
-"""Exports of the feed, and loading one into an empty database for an independent replay."""
+"""Exports of the feed, and an independent replay of one in an empty database."""
 
 from __future__ import annotations
 
@@ -9,9 +9,13 @@ from decimal import Decimal
 
 import simplejson
 from psycopg import AsyncConnection
+from psycopg.rows import class_row
 
-from ledger.events import feed
-from ledger.events.feed import Cursor
+from ledger.audit import feed
+from ledger.audit.checksums import BalanceSummary, live_balance_summary
+from ledger.audit.feed import Cursor
+from ledger.projections.accounts import AccountView
+from ledger.projections.rebuild import SELECT_ACCOUNTS, rebuild
 
 EXPORT_PAGE_SIZE = 5000
 
@@ -139,3 +143,26 @@ def _record(number: int, text: str) -> tuple[Cursor, tuple[object, ...]]:
         raise
     except (ValueError, KeyError, TypeError) as error:
         raise ExportError(f"line {number}: not an exported event ({error})") from error
+
+
+@dataclass(frozen=True)
+class ExportReplay:
+    load: LoadReport
+    accounts: list[AccountView]
+    summary: BalanceSummary
+
+
+async def replay_export(conn: AsyncConnection, export_lines: Iterable[str]) -> ExportReplay:
+    """Load an export into this empty database's log and build its projections from it.
+
+    Everything commits together or not at all. Raises ExportError for a bad line and
+    ValueError for a database whose log is not empty. conn: as for rebuild.replay().
+    """
+    async with conn.transaction():
+        loaded = await load(conn, export_lines)
+        await rebuild(conn)
+        async with conn.cursor(row_factory=class_row(AccountView)) as cursor:
+            await cursor.execute(SELECT_ACCOUNTS)
+            rebuilt_accounts = await cursor.fetchall()
+        summary = await live_balance_summary(conn)
+    return ExportReplay(loaded, rebuilt_accounts, summary)

@@ -1,0 +1,1 @@
+"""What auditors use: the gap-free feed, exports and their loading, verify, balance checksums."""
