@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 from psycopg import AsyncConnection
 
-from ledger import commands, signatures
+from ledger import commands, deliveries, signatures
 from ledger.commands import NewUser, UserChanges
 from ledger.config import CHEAPEST_ARGON2, PUBLIC_EXAMPLE_WEBHOOK_SECRET
 from ledger.events import PaymentReceived
@@ -128,7 +128,16 @@ def delivery(
 ) -> PaymentReceived:
     """Return a parsed, correctly signed delivery, as the webhook hands it to the command."""
     body = delivery_body(user_id, account_id, amount, transaction_id)
-    return parse.payment_delivery(json.dumps(body).encode(), None, webhooks_for_tests())
+    return accepted_delivery(json.dumps(body).encode())
+
+
+def accepted_delivery(
+    raw: bytes, webhooks: Webhooks | None = None, headers: dict[str, str] | None = None
+) -> PaymentReceived:
+    """Return the payment a raw delivery asks for, read and checked as the webhook reads and
+    checks it (headers: lower-case names, for Standard Webhooks)."""
+    received = parse.payment_delivery(raw, (headers or {}).get)
+    return deliveries.accepted(received, webhooks or webhooks_for_tests())
 
 
 def ledger_cli(database_url: str, *args: str, **env_vars: str) -> subprocess.CompletedProcess[str]:

@@ -125,9 +125,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
 def to_data(event: Event) -> dict[str, Any]:
     """Return the JSON object the log stores for event (unchanged fields left out).
 
-    Every field holds a str, an int, a bool or None, so the instance's own dict is the data:
-    dataclasses.asdict deep-copied each of those immutable values, 6% of the instructions of
-    a webhook delivery through the app (callgrind).
+    Every field holds a str, an int, a bool or None, so the instance's own dict is the data
+    (dataclasses.asdict would deep-copy each of those immutable values, on every delivery).
     """
     return {name: value for name, value in vars(event).items() if value is not None}
 

@@ -8,16 +8,13 @@ from psycopg_pool import AsyncConnectionPool
 
 from ledger import db
 from ledger.audit import checksums, feed
-from ledger.http import parse, render
-from ledger.http.auth import AUDIT
+from ledger.http import bodies, parse, render
 from ledger.http.users import link_next
 from ledger.projections import accounts
 
 
 class EventFeed:
     """GET /events?after=<cursor>&limit=<n>: the log in feed order (ledger.events.feed)."""
-
-    access = AUDIT
 
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
@@ -37,8 +34,6 @@ class AuditSummary:
     snapshot. With through: the balances of the feed up to that cursor, computed from the log,
     which is what `ledger replay --from` prints for an export that ends there.
     """
-
-    access = AUDIT
 
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
@@ -64,8 +59,6 @@ class AuditSummary:
 class AllPayments:
     """GET /audit/payments[?user_id=]: every user's payments, newest first, paged like the rest."""
 
-    access = AUDIT
-
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
 
@@ -73,7 +66,7 @@ class AllPayments:
         limit, after = parse.page(req.get_param("limit"), req.get_param("after"))
         user_id = req.get_param("user_id")
         owner = None if user_id is None else parse.query_id("user_id", user_id)
-        before = parse.BIGINT_MAX if after is None else after
+        before = bodies.BIGINT_MAX if after is None else after
         async with db.connection(self._pool) as conn:
             views = await accounts.all_payments_page(conn, owner, before, limit + 1)
         if len(views) > limit:

@@ -8,7 +8,7 @@ user's row, so revocation is immediate and admin rights come from the database, 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -22,8 +22,9 @@ from ledger.projections.users import LoginRecord
 ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["sub", "ver", "iat", "exp"]
 
-# What a resource declares in its `access` attribute. AUDIT: read-only routes over everyone's
-# data, for admins and auditors. An auditor holds no ADMIN right, so every write refuses it.
+# Who may call a route (its access in ledger.http.routes). AUDIT: read-only routes over
+# everyone's data, for admins and auditors. An auditor holds no ADMIN right, so every write
+# refuses it.
 PUBLIC, USER, AUDIT, ADMIN = "public", "user", "audit", "admin"
 
 T = TypeVar("T")
@@ -48,7 +49,7 @@ def revoked_unless_found(found: T | None) -> T:
 class Tokens:
     """Issues tokens, and checks them, remembering the ones it already verified.
 
-    PyJWT's decode was 12% of the server's CPU on GET /user/accounts (py-spy), and a client
+    PyJWT's decode is a large share of the server's CPU on GET /user/accounts, and a client
     sends the same token again and again. A verified token's claims are kept, keyed by the
     whole token text (signature included), so only that exact string is ever answered from
     memory, and its expiry is checked on every use. Revocation is not cached: it is read from
@@ -108,7 +109,8 @@ class Tokens:
 
 
 class Authentication:
-    """Falcon middleware: puts the token's live user in req.context.user, or refuses.
+    """Falcon middleware: puts the token's live user in req.context.user, or refuses, by the
+    access of the route (access_of: by path template, from ledger.http.routes).
 
     A resource open to every user may declare `checks_revocation = True`: its one statement
     reads its data only for a live user with the token's credentials version (and tells when
@@ -117,13 +119,16 @@ class Authentication:
     the hottest read (GET /user/accounts).
     """
 
-    def __init__(self, pool: AsyncConnectionPool, tokens: Tokens) -> None:
+    def __init__(self, pool: AsyncConnectionPool, tokens: Tokens, access_of: Mapping[str, str]) -> None:
         self._pool = pool
         self._tokens = tokens
+        self._access_of = access_of
 
     async def process_resource(self, req: Any, resp: Any, resource: Any, params: Any) -> None:
-        access = getattr(resource, "access", USER)
-        if resource is None or access == PUBLIC:
+        if resource is None:  # no such route (404), or static files (the /docs page's assets)
+            return
+        access = self._access_of[req.uri_template]
+        if access == PUBLIC:
             return
         scheme, _, token = (req.get_header("Authorization") or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():

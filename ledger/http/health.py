@@ -6,7 +6,6 @@ from falcon.asgi import Request, Response
 from psycopg_pool import AsyncConnectionPool
 
 from ledger import db
-from ledger.http.auth import PUBLIC
 
 # A readiness probe must answer soon, whatever the pool's own timeout.
 READY_TIMEOUT_S = 2.0
@@ -14,8 +13,6 @@ READY_TIMEOUT_S = 2.0
 
 class Health:
     """The process is alive (for container health checks); touches nothing."""
-
-    access = PUBLIC
 
     async def on_get(self, req: Request, resp: Response) -> None:
         resp.media = {"status": "ok"}
@@ -27,8 +24,6 @@ class Readiness:
     A lost database is the error handlers' 503 `database_unavailable`; pending migrations are
     503 `migrations_pending`.
     """
-
-    access = PUBLIC
 
     def __init__(self, pool: AsyncConnectionPool, migration_hashes: frozenset[str]) -> None:
         self._pool = pool

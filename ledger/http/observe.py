@@ -28,7 +28,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from psycopg_pool import AsyncConnectionPool
 
-from ledger.http.auth import PUBLIC
 from ledger.logs import REQUEST_ID
 
 access_log = logging.getLogger("ledger.access")
@@ -179,8 +178,6 @@ def _webhook_outcome(status: int, body: object) -> str:
 
 class MetricsEndpoint:
     """GET /metrics: this process's metrics in Prometheus's text format."""
-
-    access = PUBLIC  # like /healthz: for the monitoring on the inside network, holds no user data
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics

@@ -7,14 +7,12 @@ from psycopg_pool import AsyncConnectionPool
 
 from ledger import commands
 from ledger.config import LoginThrottle
-from ledger.http import parse, render
-from ledger.http.auth import PUBLIC, Tokens
+from ledger.http import bodies, parse, render
+from ledger.http.auth import Tokens
 from ledger.passwords import Passwords
 
 
 class Login:
-    access = PUBLIC
-
     def __init__(
         self, pool: AsyncConnectionPool, passwords: Passwords, tokens: Tokens, throttle: LoginThrottle
     ) -> None:
@@ -24,7 +22,7 @@ class Login:
         self._throttle = throttle
 
     async def on_post(self, req: Request, resp: Response) -> None:
-        email, password = parse.login(await parse.read_body(req))
+        email, password = parse.login(await bodies.read_body(req))
         # The address of the TCP peer (uvicorn puts a trusted proxy's X-Forwarded-For here).
         attempt = commands.LoginAttempt(email, password, req.remote_addr or "unknown")
         record = await commands.log_in(self._pool, self._passwords, self._throttle, attempt)

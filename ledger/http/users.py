@@ -12,12 +12,11 @@ from psycopg_pool import AsyncConnectionPool
 from ledger import commands, db
 from ledger.commands import NewUser
 from ledger.config import RequestThrottle
-from ledger.http import auth, parse, render
-from ledger.http.auth import ADMIN, AUDIT, USER
+from ledger.http import auth, bodies, parse, render
 from ledger.passwords import Passwords
 from ledger.projections import accounts, past, users
 
-BIGINT_MAX = parse.BIGINT_MAX
+BIGINT_MAX = bodies.BIGINT_MAX
 
 
 def link_next(req: Request, resp: Response, limit: int, after: int) -> None:
@@ -29,14 +28,11 @@ def link_next(req: Request, resp: Response, limit: int, after: int) -> None:
 
 
 class About:
-    access = USER
-
     async def on_get(self, req: Request, resp: Response) -> None:
         resp.media = render.user(req.context.user)
 
 
 class MyAccounts:
-    access = USER
     checks_revocation = True  # one statement reads the accounts and checks the token's user
 
     def __init__(self, pool: AsyncConnectionPool) -> None:
@@ -56,8 +52,6 @@ class MyAccounts:
 
 
 class MyPayments:
-    access = USER
-
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
 
@@ -76,8 +70,6 @@ class MyPayments:
 class UserList:
     """GET /users: every live user with accounts and balances, now or ?as_of= a past cut of
     the log (computed from the events). For admins and auditors."""
-
-    access = AUDIT
 
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
@@ -112,7 +104,6 @@ class UserCreation:
         pool: AsyncConnectionPool,
         passwords: Passwords,
         *,
-        access: str,
         parse_body: Callable[[bytes], NewUser],
         throttle: RequestThrottle | None = None,
     ) -> None:
@@ -120,10 +111,9 @@ class UserCreation:
         self._passwords = passwords
         self._parse_body = parse_body
         self._throttle = throttle
-        self.access = access
 
     async def on_post(self, req: Request, resp: Response) -> None:
-        new_user = self._parse_body(await parse.read_body(req))
+        new_user = self._parse_body(await bodies.read_body(req))
         # The address of the TCP peer (uvicorn puts a trusted proxy's X-Forwarded-For here).
         registration = (
             None
@@ -136,22 +126,18 @@ class UserCreation:
 
 
 class UserUpdate:
-    access = ADMIN
-
     def __init__(self, pool: AsyncConnectionPool, passwords: Passwords) -> None:
         self._pool = pool
         self._passwords = passwords
 
     async def on_put(self, req: Request, resp: Response, user_id: str) -> None:
         target_id = parse.user_id(user_id)
-        changes = parse.user_changes(await parse.read_body(req))
+        changes = parse.user_changes(await bodies.read_body(req))
         user = await commands.update_user(self._pool, self._passwords, target_id, changes)
         resp.media = render.user(user)
 
 
 class UserDeletion:
-    access = ADMIN
-
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
 

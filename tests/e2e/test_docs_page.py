@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from ledger.http import openapi
+from ledger.http.routes import ROUTES
 from tests.e2e.conftest import LiveServer
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -58,7 +59,7 @@ def test_the_docs_page_and_its_assets_are_served_by_the_service(live_server: Liv
 def test_chromium_shows_every_operation_on_the_docs_page(live_server: LiveServer, chromium: Path) -> None:
     from playwright.sync_api import sync_playwright
 
-    document = openapi.document()
+    document = openapi.document(ROUTES)
     operations = [(method.upper(), path) for path, item in document["paths"].items() for method in item]
     requested: list[str] = []
     with tempfile.TemporaryDirectory(prefix="chromium-") as profile, sync_playwright() as playwright:

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ledger.http.parse import BODY_SIZE_MAX
+from ledger.http.bodies import BODY_SIZE_MAX
 from tests.conftest import drop_database, fresh_database
 from tests.e2e.test_readme_start import free_port, ledger_process, ledger_serve
 from tests.support import delivery_body, new_account_id

@@ -14,7 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from ledger.config import Argon2Cost, Settings
 from ledger.http.app import create_app
-from ledger.http.parse import (
+from ledger.http.bodies import (
     EMAIL_LENGTH_MAX,
     FULL_NAME_LENGTH_MAX,
     PASSWORD_LENGTH_MAX,

@@ -21,13 +21,13 @@ from standardwebhooks import Webhook
 from ledger import commands
 from ledger.audit.verify import verify
 from ledger.config import Settings
-from ledger.http import parse
 from ledger.http.app import create_app
 from ledger.signatures import SIGNATURE_FIELD, STANDARD_WEBHOOKS
 from tests.support import (
     ROTATED_STANDARD_WEBHOOK_KEY,
     STANDARD_WEBHOOK_KEY,
     Person,
+    accepted_delivery,
     balance_of,
     delivery_body,
     event_count,
@@ -174,7 +174,7 @@ async def test_each_scheme_can_be_turned_off(only, person: Person) -> None:  # n
 async def test_verify_checks_standard_webhooks_signatures_again(own_database: str, person: Person) -> None:
     raw, headers = standard_delivery(payment(person, "3.00", 1) | {"user_id": 1})
     lowered = {name.lower(): value for name, value in headers.items()}
-    delivery = parse.payment_delivery(raw, parse.StandardWebhookHeaders.of(lowered.get), webhooks_for_tests())
+    delivery = accepted_delivery(raw, headers=lowered)
     async with await psycopg.AsyncConnection.connect(own_database, autocommit=True) as conn:
         await commands.receive_payment(conn, delivery)
         held = await verify(conn, webhooks_for_tests())

@@ -8,16 +8,16 @@ from decimal import Decimal
 import pytest
 
 from ledger import errors
-from ledger.http import parse
+from ledger.http import bodies, parse
 from ledger.signatures import Webhooks
-from tests.support import TEST_WEBHOOK_SECRET, delivery_body, delivery_bytes
+from tests.support import TEST_WEBHOOK_SECRET, accepted_delivery, delivery_body, delivery_bytes
 
 WEBHOOKS = Webhooks(secrets=(TEST_WEBHOOK_SECRET,))
 
 
 def test_numbers_with_a_fraction_keep_their_text_and_never_become_floats() -> None:
-    body = parse.json_object(b'{"a": 1100.50, "b": 0.1, "c": 1e2, "d": 7}')
-    literal = parse.NumberLiteral
+    body = bodies.json_object(b'{"a": 1100.50, "b": 0.1, "c": 1e2, "d": 7}')
+    literal = bodies.NumberLiteral
     assert body == {"a": literal("1100.50"), "b": literal("0.1"), "c": literal("1e2"), "d": 7}
     assert Decimal(body["b"].text) * 10 == 1
 
@@ -27,7 +27,7 @@ def test_a_number_is_not_a_string(field: str) -> None:
     body = {**delivery_body(1, 1, 10), field: "@NUMBER@"}
     raw = json.dumps(body).replace('"@NUMBER@"', "1.5").encode()
     with pytest.raises(errors.InvalidFieldError):
-        parse.payment_delivery(raw, None, WEBHOOKS)
+        accepted_delivery(raw, WEBHOOKS)
     with pytest.raises(errors.InvalidFieldError):
         parse.registration(b'{"email": "a@example.com", "full_name": 1.5, "password": "123456"}')
 
@@ -47,7 +47,7 @@ def test_lone_surrogates_written_as_raw_bytes_are_malformed() -> None:
 
 def test_text_beyond_ascii_is_taken_raw_or_escaped() -> None:
     for raw in ('{"full_name": "Zoë"}'.encode(), b'{"full_name": "Zo\\u00eb"}'):
-        assert parse.json_object(raw) == {"full_name": "Zo\u00eb"}
+        assert bodies.json_object(raw) == {"full_name": "Zo\u00eb"}
 
 
 @pytest.mark.parametrize(
@@ -55,21 +55,21 @@ def test_text_beyond_ascii_is_taken_raw_or_escaped() -> None:
 )
 def test_a_body_that_is_not_a_json_object_is_malformed(raw: bytes) -> None:
     with pytest.raises(errors.MalformedRequestError):
-        parse.json_object(raw)
+        bodies.json_object(raw)
 
 
 @pytest.mark.parametrize("literal", ["100", "100.0", "100.50", "0.10"])
 def test_a_delivery_is_verified_against_the_amount_as_written(literal: str) -> None:
     body = delivery_body(1, 1, literal)  # signed over the literal text
     raw = delivery_bytes(body, amount_literal=literal)
-    delivery = parse.payment_delivery(raw, None, WEBHOOKS)
+    delivery = accepted_delivery(raw, WEBHOOKS)
     assert delivery.amount == literal
     assert delivery.amount_value == Decimal(literal)
 
 
 def test_a_string_amount_signs_as_its_content() -> None:
     body = delivery_body(1, 1, "100.50")
-    delivery = parse.payment_delivery(json.dumps(body).encode(), None, WEBHOOKS)
+    delivery = accepted_delivery(json.dumps(body).encode(), WEBHOOKS)
     assert delivery.amount == "100.50"
     assert delivery.amount_value == Decimal("100.50")
 
@@ -77,7 +77,7 @@ def test_a_string_amount_signs_as_its_content() -> None:
 def test_a_number_signed_as_another_spelling_is_refused() -> None:
     body = delivery_body(1, 1, "100")  # signed as 100
     with pytest.raises(errors.InvalidSignatureError):
-        parse.payment_delivery(delivery_bytes(body, amount_literal="100.0"), None, WEBHOOKS)
+        accepted_delivery(delivery_bytes(body, amount_literal="100.0"), WEBHOOKS)
 
 
 @pytest.mark.parametrize(
@@ -100,7 +100,7 @@ def test_a_number_signed_as_another_spelling_is_refused() -> None:
 def test_shape_and_types_are_checked_before_the_signature(change: dict, error: type) -> None:
     body = {**delivery_body(1, 1, 10), **change}
     with pytest.raises(error):
-        parse.payment_delivery(json.dumps(body).encode(), None, WEBHOOKS)
+        accepted_delivery(json.dumps(body).encode(), WEBHOOKS)
 
 
 @pytest.mark.parametrize(
@@ -128,16 +128,16 @@ def test_shape_and_types_are_checked_before_the_signature(change: dict, error: t
 def test_amount_rules_come_after_the_signature(literal: str) -> None:
     signed = delivery_body(1, 1, literal.strip('"'))  # a JSON string signs as its content
     with pytest.raises(errors.InvalidAmountError):
-        parse.payment_delivery(delivery_bytes(signed, amount_literal=literal), None, WEBHOOKS)
+        accepted_delivery(delivery_bytes(signed, amount_literal=literal), WEBHOOKS)
     # With a wrong signature the same amount is refused for its signature first.
     forged = {**signed, "signature": "ab" * 32}
     with pytest.raises(errors.InvalidSignatureError):
-        parse.payment_delivery(delivery_bytes(forged, amount_literal=literal), None, WEBHOOKS)
+        accepted_delivery(delivery_bytes(forged, amount_literal=literal), WEBHOOKS)
 
 
 def test_the_largest_amount_is_accepted() -> None:
     body = delivery_body(1, 1, "1000000000000.00")
-    assert parse.payment_delivery(json.dumps(body).encode(), None, WEBHOOKS).amount_value == 10**12
+    assert accepted_delivery(json.dumps(body).encode(), WEBHOOKS).amount_value == 10**12
 
 
 @pytest.mark.parametrize(
