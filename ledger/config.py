@@ -1,5 +1,6 @@
-"""Settings: one frozen value, built once from the environment by `ledger.__main__`, and the
-refusals of production mode. The only reader of the environment."""
+"""Settings: one frozen value, built once per process from the environment (by ledger.cli, and by
+each server worker in ledger.server.workers), and the refusals of production mode. The only
+reader of the environment."""
 
 from __future__ import annotations
 
