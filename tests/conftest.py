@@ -14,11 +14,8 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import falcon.testing
-import psycopg
-import psycopg.sql
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
@@ -95,38 +92,12 @@ def server_url() -> Iterator[str]:
         yield url
 
 
-def fresh_database(server_url: str, prefix: str) -> str:
-    """Create an empty database on that server and return its URL."""
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
-    return with_database(server_url, name)
-
-
-def drop_database(server_url: str, database_url: str) -> None:
-    name = database_name(database_url)
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(
-            psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psycopg.sql.Identifier(name))
-        )
-
-
-def with_database(url: str, dbname: str) -> str:
-    """Return the postgresql:// URL with another database name."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + dbname))
-
-
-def database_name(url: str) -> str:
-    return urlsplit(url).path.lstrip("/")
-
-
 @pytest.fixture(scope="session")
 def database_url(server_url: str) -> Iterator[str]:
-    url = fresh_database(server_url, "ledger_test")
+    url = db.create_database(server_url, "ledger_test")
     db.migrate(url, REPO_ROOT / "sql")
     yield url
-    drop_database(server_url, url)
+    db.drop_database(server_url, url)
 
 
 @pytest.fixture(scope="session")
@@ -170,10 +141,10 @@ def app(settings: Settings, pool: AsyncConnectionPool):  # noqa: ANN201
 def own_database(server_url: str) -> Iterator[str]:
     """A migrated database of the test's own: for tests that damage projections on purpose,
     or whose failure must not spill into the shared database's replay checks."""
-    url = fresh_database(server_url, "ledger_own")
+    url = db.create_database(server_url, "ledger_own")
     db.migrate(url, REPO_ROOT / "sql")
     yield url
-    drop_database(server_url, url)
+    db.drop_database(server_url, url)
 
 
 # HTTP: a falcon.testing conductor on the app, and users with tokens -------------------------

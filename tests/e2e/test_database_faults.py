@@ -27,8 +27,9 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from tests.e2e.test_readme_start import free_port, ledger_serve
+from ledger import db
 from tests.support import delivery_body
+from tests.support.servers import free_port, ledger_serve
 
 DELIVERIES = 1000
 SENDERS = 8
@@ -177,9 +178,7 @@ async def run_load(cluster: Cluster, base_url: str) -> tuple[Observed, list[int]
 
 def test_deliveries_survive_database_restarts_credited_exactly_once(tmp_path: Path) -> None:
     with throwaway_cluster() as cluster:
-        with psycopg.connect(cluster.url, autocommit=True) as conn:
-            conn.execute("CREATE DATABASE ledger")
-        database_url = cluster.url.rsplit("/", 1)[0] + "/ledger"
+        database_url = db.create_database(cluster.url, "ledger")
         with ledger_serve(
             tmp_path,
             free_port(),

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from ledger.http import openapi
-from tests.e2e.conftest import LiveServer
+from tests.support.servers import LiveServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
