@@ -42,6 +42,19 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_LOG] = handler
 
 
+# Each folder is a tier, marked so that a developer can run the fast ones alone:
+# `pytest -m "unit or db or http"`. The markers are registered in pyproject.toml.
+TIERS = ("unit", "property", "db", "http", "security", "e2e")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests_dir = Path(__file__).parent
+    for item in items:
+        tier = item.path.relative_to(tests_dir).parts[0]
+        assert tier in TIERS, f"{item.nodeid}: a test lives in one of the folders {', '.join(TIERS)}"
+        item.add_marker(getattr(pytest.mark, tier))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _remember_base_temp(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> None:
     request.config.stash[BASE_TEMP] = tmp_path_factory.getbasetemp()

