@@ -50,6 +50,8 @@ TIERS = ("unit", "property", "db", "http", "security", "e2e")
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     tests_dir = Path(__file__).parent
     for item in items:
+        if not item.path.is_relative_to(tests_dir):
+            continue  # collected from elsewhere on the command line: not ours to mark
         tier = item.path.relative_to(tests_dir).parts[0]
         assert tier in TIERS, f"{item.nodeid}: a test lives in one of the folders {', '.join(TIERS)}"
         item.add_marker(getattr(pytest.mark, tier))
