@@ -17,10 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
-import psycopg.sql
 import simplejson
 
 from bench import ceiling, load, seed, server
@@ -70,20 +67,12 @@ def database_server(database_url: str | None) -> Iterator[tuple[str, str]]:
 @contextmanager
 def fresh_database(server_url: str) -> Iterator[str]:
     """Yield the URL of a new database on that server, migrated; drop it afterwards."""
-    name = f"bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
-    url = urlunsplit(urlsplit(server_url)._replace(path="/" + name))
+    url = db.create_database(server_url, "bench")
     try:
         db.migrate(url, REPO_ROOT / "sql")
         yield url
     finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(
-                psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    psycopg.sql.Identifier(name)
-                )
-            )
+        db.drop_database(server_url, url)
 
 
 # Requests -------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Settings: one frozen value, built once from the environment by `ledger.__main__`, and the
-refusals of production mode. The only reader of the environment."""
+"""Settings: one frozen value, built once per process from the environment (by ledger.cli, and by
+each server worker in ledger.server.workers), and the refusals of production mode. The only
+reader of the environment."""
 
 from __future__ import annotations
 
@@ -133,9 +134,9 @@ def settings_from_environment(environ: Mapping[str, str]) -> Settings:
         owner_database_url=_database_url(environ, "LEDGER_OWNER_DATABASE_URL"),
         environment=environment_of(environ),
         data_dir=data_dir,
-        migrations_dir=Path(environ.get("LEDGER_MIGRATIONS_DIR", REPO_ROOT / "sql")),
+        migrations_dir=_migrations_dir(environ),
         webhooks=_webhooks(environ),
-        jwt_secret=jwt_secret.encode() if jwt_secret else kept_jwt_secret(data_dir),
+        jwt_secret=jwt_secret.encode() if jwt_secret else _kept_jwt_secret_in(data_dir),
         token_ttl_s=_positive_int(environ, "LEDGER_TOKEN_TTL_S", 86400),
         password_hashing=PasswordHashing(
             jobs_max=_positive_int(environ, "LEDGER_PASSWORD_HASHING_JOBS", PasswordHashing.jobs_max),
@@ -208,6 +209,26 @@ def _webhooks(environ: Mapping[str, str]) -> Webhooks:
     if not schemes or not schemes <= set(SCHEMES):
         raise ValueError(f"LEDGER_WEBHOOK_SCHEMES must name one or both of {', '.join(SCHEMES)}")
     return Webhooks(secrets=webhook_secrets, standard_keys=standard_keys, schemes=schemes)
+
+
+def _migrations_dir(environ: Mapping[str, str]) -> Path:
+    """Return LEDGER_MIGRATIONS_DIR (default: the repository's sql/); raise ValueError naming it."""
+    text = environ.get("LEDGER_MIGRATIONS_DIR")
+    if text is None:
+        return REPO_ROOT / "sql"
+    if not Path(text).is_dir():
+        raise ValueError(f"LEDGER_MIGRATIONS_DIR must be a directory of migrations, not {text!r}")
+    return Path(text)
+
+
+def _kept_jwt_secret_in(data_dir: Path) -> bytes:
+    """Return kept_jwt_secret(data_dir); raise ValueError naming LEDGER_DATA_DIR when it cannot
+    be kept there (not a directory, not writable)."""
+    try:
+        return kept_jwt_secret(data_dir)
+    except OSError as error:
+        message = f"LEDGER_DATA_DIR ({data_dir}) cannot keep the JWT secret: {error.strerror}"
+        raise ValueError(message) from None
 
 
 def _comma_separated(text: str) -> list[str]:

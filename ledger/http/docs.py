@@ -12,12 +12,13 @@ Schema = dict[str, Any]
 
 
 def swagger_ui_directory() -> Path:
-    """Return the Swagger UI assets shipped by the flask-swagger-ui package, without importing it
-    (its module imports Flask, which this service never loads)."""
-    spec = find_spec("flask_swagger_ui")
+    """Return the Swagger UI assets shipped by the swagger-ui-py package (swagger-ui-bundle.js,
+    swagger-ui.css), without importing it (its module loads Jinja, PyYAML and handlers for other
+    web frameworks, none of which this service needs); raise RuntimeError if it is missing."""
+    spec = find_spec("swagger_ui")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("flask-swagger-ui is not installed")
-    return Path(next(iter(spec.submodule_search_locations))) / "dist"
+        raise RuntimeError("swagger-ui-py is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "static"
 
 
 DOCS_PAGE = """<!doctype html>

@@ -22,16 +22,15 @@ from ledger.http.app import create_app
 from ledger.http.auth import Tokens
 from ledger.projections.users import LoginRecord
 from ledger.signatures import Webhooks
-from tests.conftest import drop_database, fresh_database
 from tests.support import TEST_WEBHOOK_SECRET, ledger_cli
 from tests.support import fill_small_ledger as fill
 
 
 @pytest.fixture
 def empty_database(server_url: str) -> Iterator[str]:
-    url = fresh_database(server_url, "ledger_auditor")
+    url = db.create_database(server_url, "ledger_auditor")
     yield url
-    drop_database(server_url, url)
+    db.drop_database(server_url, url)
 
 
 def replay_from(export_file: Path, database_url: str) -> subprocess.CompletedProcess[str]:

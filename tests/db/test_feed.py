@@ -10,13 +10,12 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from ledger import commands
+from ledger import commands, db
 from ledger.audit import checksums, feed
 from ledger.audit.feed import Cursor
 from ledger.commands import NewUser
 from ledger.config import CHEAPEST_ARGON2
 from ledger.passwords import Passwords
-from tests.conftest import drop_database, fresh_database
 from tests.support import PASSWORD, TEST_WEBHOOK_SECRET, delivery, new_account_id, new_email
 
 SELECT_ALL_POSITIONS = "SELECT position FROM events ORDER BY position"
@@ -79,7 +78,7 @@ async def test_a_transaction_committed_late_is_still_handed_to_a_follower_once(o
 async def test_a_long_transaction_in_another_database_does_not_hold_the_feed_back(
     own_database: str, server_url: str
 ) -> None:
-    other_database = fresh_database(server_url, "ledger_other")
+    other_database = db.create_database(server_url, "ledger_other")
     try:
         async with (
             await psycopg.AsyncConnection.connect(other_database, autocommit=True) as elsewhere,
@@ -94,7 +93,7 @@ async def test_a_long_transaction_in_another_database_does_not_hold_the_feed_bac
             seen_after, _ = await follow(conn, feed.START)
             await elsewhere.execute("ROLLBACK")
     finally:
-        drop_database(server_url, other_database)
+        db.drop_database(server_url, other_database)
     registered = [p for p in seen_after if p not in seen]
     assert len(registered) == 1, "the new user's event was held back by another database's transaction"
     assert user.id

@@ -8,13 +8,12 @@ import psycopg
 
 from ledger import db
 from ledger.config import REPO_ROOT
-from tests.conftest import drop_database, fresh_database
 
 MIGRATIONS = REPO_ROOT / "sql"
 
 
 def test_concurrent_starts_apply_each_migration_once(server_url: str) -> None:
-    url = fresh_database(server_url, "ledger_migrate")
+    url = db.create_database(server_url, "ledger_migrate")
     try:
         with ThreadPoolExecutor(max_workers=4) as executor:
             applied = list(executor.map(lambda _: db.migrate(url, MIGRATIONS), range(4)))
@@ -28,4 +27,4 @@ def test_concurrent_starts_apply_each_migration_once(server_url: str) -> None:
             assert conn.execute("SELECT count(*) FROM users").fetchone() == (2,)
             assert conn.execute("SELECT count(*) FROM events").fetchone() == (3,)
     finally:
-        drop_database(server_url, url)
+        db.drop_database(server_url, url)

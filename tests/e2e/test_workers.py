@@ -14,9 +14,9 @@ import httpx
 import psutil
 import psycopg
 
-from tests.conftest import database_name, drop_database, fresh_database
-from tests.e2e.test_readme_start import START_TIMEOUT_S, STOP_TIMEOUT_S, free_port, stop_with_ctrl_c
+from ledger import db
 from tests.support import delivery_body
+from tests.support.servers import START_TIMEOUT_S, STOP_TIMEOUT_S, free_port, stop_with_ctrl_c
 
 SECRET = "workers-secret"
 SELECT_BACKENDS = "SELECT count(*) FROM pg_stat_activity WHERE datname = %(name)s AND pid <> pg_backend_pid()"
@@ -24,7 +24,7 @@ SELECT_BACKENDS = "SELECT count(*) FROM pg_stat_activity WHERE datname = %(name)
 
 def backends(database_url: str) -> int:
     with psycopg.connect(database_url) as conn:
-        row = conn.execute(SELECT_BACKENDS, {"name": database_name(database_url)}).fetchone()
+        row = conn.execute(SELECT_BACKENDS, {"name": db.database_name(database_url)}).fetchone()
     assert row is not None
     return row[0]
 
@@ -55,7 +55,7 @@ def wait_for(condition, message: str, timeout_s: float) -> None:  # noqa: ANN001
 
 
 def test_two_workers_serve_with_a_pool_each_and_stop_cleanly(tmp_path: Path, server_url: str) -> None:
-    database_url = fresh_database(server_url, "ledger_workers")
+    database_url = db.create_database(server_url, "ledger_workers")
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")} | {
@@ -143,4 +143,4 @@ def test_two_workers_serve_with_a_pool_each_and_stop_cleanly(tmp_path: Path, ser
             STOP_TIMEOUT_S,
         )
     finally:
-        drop_database(server_url, database_url)
+        db.drop_database(server_url, database_url)

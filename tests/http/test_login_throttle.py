@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -15,7 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from ledger.config import LoginThrottle, Settings
 from ledger.http.app import create_app
-from tests.support import PASSWORD, Person, new_email
+from tests.support import PASSWORD, Person, new_address, new_email
 
 EMAIL_MAX, ADDRESS_MAX, WINDOW_S = 3, 5, 60
 POLL_LIMIT_S = 15
@@ -30,12 +29,6 @@ async def throttled(settings: Settings, pool: AsyncConnectionPool) -> AsyncItera
     app = create_app(dataclasses.replace(settings, login_throttle=throttle), pool, pool_lifespan=False)
     async with ASGIConductor(app) as conductor:
         yield conductor
-
-
-def new_address() -> str:
-    """A client address no other test uses."""
-    number = uuid.uuid4().int
-    return f"10.{number % 256}.{number // 256 % 256}.{number // 65536 % 254 + 1}"
 
 
 async def log_in(client: ASGIConductor, email: str, password: str, address: str):  # noqa: ANN201

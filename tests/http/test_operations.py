@@ -18,7 +18,6 @@ from ledger import db
 from ledger.config import REPO_ROOT, Settings
 from ledger.http.app import create_app
 from ledger.logs import JsonFormatter
-from tests.conftest import drop_database, fresh_database
 from tests.support import Person, delivery_body, new_account_id
 
 
@@ -86,7 +85,7 @@ async def test_readyz_is_503_while_a_migration_is_pending(
 
 
 async def test_readyz_is_503_on_a_database_never_migrated(settings: Settings, server_url: str) -> None:
-    url = fresh_database(server_url, "ledger_unmigrated")
+    url = db.create_database(server_url, "ledger_unmigrated")
     try:
         pool = AsyncConnectionPool(url, min_size=1, max_size=2, open=False)
         async with pool, ASGIConductor(create_app(settings, pool, pool_lifespan=False)) as client:
@@ -95,7 +94,7 @@ async def test_readyz_is_503_on_a_database_never_migrated(settings: Settings, se
         assert result.json["error"] == "migrations_pending"
         assert db.pending_migrations(url, REPO_ROOT / "sql")  # indeed
     finally:
-        drop_database(server_url, url)
+        db.drop_database(server_url, url)
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from ledger.config import PUBLIC_EXAMPLE_WEBHOOK_SECRET
 from tests.support import (
+    CONTRACT_EXAMPLE,
     Person,
     balance_of,
     delivery_body,
@@ -18,14 +19,6 @@ from tests.support import (
     new_account_id,
     new_transaction_id,
 )
-
-CONTRACT_EXAMPLE = {
-    "transaction_id": "5eae174f-7cd0-472c-bd36-35660f00132b",
-    "user_id": 1,
-    "account_id": 1,
-    "amount": 100,
-    "signature": "7b47e41efe564a062029da3367bde8844bea0fb049f894687cee5d57f2858bc8",
-}
 
 
 async def post(client: ASGIConductor, body: bytes):  # noqa: ANN201

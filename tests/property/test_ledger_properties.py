@@ -28,7 +28,6 @@ from ledger.projections import past
 from ledger.projections.past import Cut
 from ledger.projections.rebuild import rebuild_at, replay
 from ledger.projections.users import UserView
-from tests.conftest import drop_database, fresh_database
 from tests.support import PASSWORD, delivery
 
 USER_SLOTS = 4
@@ -225,10 +224,10 @@ SELECT_LOG_END = "SELECT max(position), max(recorded_at) FROM events"
 @pytest.fixture(scope="module")
 def as_of_database(server_url: str) -> Iterator[str]:
     """A database of this test's own: each example rebuilds the whole log, so keep it short."""
-    url = fresh_database(server_url, "ledger_as_of")
+    url = db.create_database(server_url, "ledger_as_of")
     db.migrate(url, REPO_ROOT / "sql")
     yield url
-    drop_database(server_url, url)
+    db.drop_database(server_url, url)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])

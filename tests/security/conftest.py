@@ -4,18 +4,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import psycopg.sql
 import pytest
-
-
-def as_login(url: str, user: str) -> str:
-    """Return url with another user and no password (the test server trusts local logins)."""
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
 
 
 def _login_in(server_url: str, group: str) -> Iterator[str]:

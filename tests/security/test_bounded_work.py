@@ -21,9 +21,8 @@ from ledger.config import REPO_ROOT, Settings, kept_jwt_secret
 from ledger.http.app import create_app
 from ledger.projections import past
 from ledger.projections.rebuild import replay
-from tests.conftest import drop_database, fresh_database
-from tests.e2e.test_readme_start import free_port, ledger_serve
 from tests.support import Person
+from tests.support.servers import free_port, ledger_serve
 
 READ_TIMEOUT_S = 1
 CLOSE_LIMIT_S = 15
@@ -70,7 +69,7 @@ async def test_balances_as_of_a_position_are_an_index_lookup_not_a_sum_over_the_
 
 
 def test_a_half_sent_request_is_closed_after_the_read_timeout(tmp_path: Path, server_url: str) -> None:
-    database_url = fresh_database(server_url, "ledger_slowloris")
+    database_url = db.create_database(server_url, "ledger_slowloris")
     try:
         env = {"LEDGER_DATABASE_URL": database_url, "LEDGER_REQUEST_READ_TIMEOUT_S": str(READ_TIMEOUT_S)}
         port = free_port()
@@ -93,15 +92,15 @@ def test_a_half_sent_request_is_closed_after_the_read_timeout(tmp_path: Path, se
                     if received:
                         assert received.startswith(b"HTTP/1.1 408"), received
     finally:
-        drop_database(server_url, database_url)
+        db.drop_database(server_url, database_url)
 
 
 @pytest.fixture
 def own(server_url: str) -> Iterator[str]:
-    url = fresh_database(server_url, "ledger_redact")
+    url = db.create_database(server_url, "ledger_redact")
     db.migrate(url, REPO_ROOT / "sql")
     yield url
-    drop_database(server_url, url)
+    db.drop_database(server_url, url)
 
 
 async def test_replay_prints_no_password_hash_in_its_differences(own: str) -> None:

@@ -18,8 +18,7 @@ from ledger import db
 from ledger.audit import export
 from ledger.audit.feed import START
 from ledger.audit.verify import verify
-from tests.security.conftest import as_login
-from tests.support import delivery_body, new_account_id, webhooks_for_tests
+from tests.support import as_login, delivery_body, new_account_id, webhooks_for_tests
 
 # What the runtime role must never do, each tried on its own.
 FORBIDDEN = {

@@ -18,8 +18,7 @@ from ledger.commands import NewUser
 from ledger.config import LoginThrottle, Settings
 from ledger.http.app import create_app
 from ledger.passwords import Passwords
-from tests.http.test_login_throttle import new_address
-from tests.support import PASSWORD
+from tests.support import PASSWORD, new_address
 
 EMAIL_MAX = 3
 

@@ -19,17 +19,9 @@ from ledger import commands, db
 from ledger.commands import UserChanges
 from ledger.config import CHEAPEST_ARGON2, PUBLIC_EXAMPLE_WEBHOOK_SECRET, REPO_ROOT
 from ledger.passwords import Passwords
-from tests.conftest import drop_database, fresh_database
-from tests.e2e.test_readme_start import free_port, ledger_serve
-from tests.security.conftest import as_login
-from tests.unit.test_container_files import (
-    COMPOSE_FILE,
-    COMPOSE_SECRETS,
-    DOCKERFILE,
-    _compose_env,
-    _output,
-    _run,
-)
+from tests.support import as_login
+from tests.support.containers import COMPOSE_FILE, COMPOSE_SECRETS, DOCKERFILE, compose_env, output, run_tool
+from tests.support.servers import free_port, ledger_serve
 
 STRONG_JWT_SECRET = "9f2c" * 16
 STRONG_WEBHOOK_SECRET = "a-provider-secret-nobody-else-knows"
@@ -95,9 +87,9 @@ def test_development_still_starts_with_the_public_defaults() -> None:
 
 @pytest.fixture
 def database(server_url: str) -> Iterator[str]:
-    url = fresh_database(server_url, "ledger_production")
+    url = db.create_database(server_url, "ledger_production")
     yield url
-    drop_database(server_url, url)
+    db.drop_database(server_url, url)
 
 
 def serve_env(owner_url: str, runtime_url: str) -> dict[str, str]:
@@ -152,8 +144,8 @@ def test_production_refuses_to_serve_as_a_superuser(tmp_path: Path, database: st
 
 
 def compose_config(**secrets: str) -> subprocess.CompletedProcess[str]:
-    return _run(
-        "docker-compose", "-f", COMPOSE_FILE.name, "config", "--format", "json", env=_compose_env(**secrets)
+    return run_tool(
+        "docker-compose", "-f", COMPOSE_FILE.name, "config", "--format", "json", env=compose_env(**secrets)
     )
 
 
@@ -161,12 +153,12 @@ def test_compose_requires_its_secrets() -> None:
     for missing in COMPOSE_SECRETS:
         result = compose_config(**{k: v for k, v in COMPOSE_SECRETS.items() if k != missing})
         assert result.returncode != 0, f"compose started without {missing}"
-        assert missing in result.stderr, _output(result)
+        assert missing in result.stderr, output(result)
 
 
 def test_compose_binds_to_localhost_and_waits_longer_than_the_shutdown_timeout() -> None:
     result = compose_config(**COMPOSE_SECRETS)
-    assert result.returncode == 0, _output(result)
+    assert result.returncode == 0, output(result)
     services = json.loads(result.stdout)["services"]
     ledger_service = services["ledger"]
     assert [port["host_ip"] for port in ledger_service["ports"]] == ["127.0.0.1"]

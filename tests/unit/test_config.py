@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
+from ledger import config
 from ledger.config import PUBLIC_EXAMPLE_WEBHOOK_SECRET, LoginThrottle, settings_from_environment
 
 
@@ -72,3 +74,43 @@ def test_the_login_throttle_and_the_pool_timeout_are_read(tmp_path: Path) -> Non
     defaults = settings_from_environment({"LEDGER_DATA_DIR": str(tmp_path)})
     assert defaults.login_throttle == LoginThrottle()
     assert defaults.pool_timeout_s == 5.0
+
+
+# One bad value for each variable that takes a value (LEDGER_JWT_SECRET takes any: production's
+# refusals judge it). "{tmp}" is the test's own directory; "{file}" is a file in it.
+BAD_VALUES = [
+    ("LEDGER_ENV", "staging"),
+    ("LEDGER_DATABASE_URL", "mysql://root@localhost/db"),
+    ("LEDGER_OWNER_DATABASE_URL", "sqlite:///ledger.db"),
+    ("LEDGER_DATA_DIR", "{file}"),
+    ("LEDGER_MIGRATIONS_DIR", "{tmp}/no-such-directory"),
+    ("LEDGER_WEBHOOK_SECRETS", " , "),
+    ("LEDGER_STANDARD_WEBHOOK_SECRETS", "not-a-whsec-secret"),
+    ("LEDGER_WEBHOOK_SCHEMES", "carrier-pigeon"),
+    ("LEDGER_TOKEN_TTL_S", "0"),
+    ("LEDGER_PASSWORD_HASHING_JOBS", "0"),
+    ("LEDGER_PASSWORD_HASHING_WAITING_MAX", "-1"),
+    ("LEDGER_POOL_TIMEOUT_S", "nan"),
+    ("LEDGER_STATEMENT_TIMEOUT_S", "0"),
+    ("LEDGER_REQUEST_READ_TIMEOUT_S", "601"),
+    ("LEDGER_SHUTDOWN_TIMEOUT_S", "soon"),
+    ("LEDGER_LOGIN_FAILURES_PER_EMAIL_MAX", "0"),
+    ("LEDGER_LOGIN_FAILURES_PER_ADDRESS_MAX", "many"),
+    ("LEDGER_LOGIN_WINDOW_S", "-5"),
+    ("LEDGER_REGISTRATIONS_PER_ADDRESS_MAX", "1.5"),
+    ("LEDGER_REGISTRATION_WINDOW_S", "0"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value"), BAD_VALUES)
+def test_a_bad_value_is_refused_with_its_variables_name(tmp_path: Path, variable: str, value: str) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    value = value.format(tmp=tmp_path, file=tmp_path / "file")
+    with pytest.raises(ValueError, match=variable):
+        settings_from_environment({"LEDGER_DATA_DIR": str(tmp_path), variable: value})
+
+
+def test_every_variable_the_settings_read_has_a_bad_value_above() -> None:
+    source = Path(config.__file__).read_text()
+    read = set(re.findall(r'"(LEDGER_[A-Z_]+)"', source)) - {"LEDGER_JWT_SECRET"}
+    assert read == {variable for variable, _ in BAD_VALUES}

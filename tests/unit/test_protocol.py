@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ledger.http.protocol import OneWriteTransport
+from ledger.server.protocol import OneWriteTransport
 
 HEAD = b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\n"
 

@@ -1,4 +1,7 @@
-"""Helpers shared by the tests: signed deliveries, fresh users, sums straight from the log."""
+"""Helpers shared by the tests: signed deliveries, fresh users, sums straight from the log, the
+command line on a database. The real server's processes are in tests.support.servers; the
+container files' tools in tests.support.containers. Fixtures stay in the conftest files.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import AsyncConnection
@@ -37,6 +41,15 @@ SELECT_SUM_OF_PAYMENT_EVENTS = """
     WHERE type = 'PaymentReceived' AND (data->>'account_id')::bigint = %(account_id)s
 """
 SELECT_EVENT_COUNT = "SELECT count(*) FROM events"
+
+# The webhook contract's example: signed with the public example secret.
+CONTRACT_EXAMPLE = {
+    "transaction_id": "5eae174f-7cd0-472c-bd36-35660f00132b",
+    "user_id": 1,
+    "account_id": 1,
+    "amount": 100,
+    "signature": "7b47e41efe564a062029da3367bde8844bea0fb049f894687cee5d57f2858bc8",
+}
 
 
 @dataclass(frozen=True)
@@ -65,6 +78,19 @@ def new_transaction_id() -> str:
 
 def new_email() -> str:
     return f"user-{uuid.uuid4().hex[:16]}@example.com"
+
+
+def new_address() -> str:
+    """A client address no other test uses."""
+    number = uuid.uuid4().int
+    return f"10.{number % 256}.{number // 256 % 256}.{number // 65536 % 254 + 1}"
+
+
+def as_login(url: str, user: str) -> str:
+    """Return url with another user and no password (the test server trusts local logins)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
 
 
 def new_account_id() -> int:

@@ -1,10 +1,9 @@
 """The listening sockets of `ledger serve --workers N`: one of its own for each worker.
 
 uvicorn binds one socket in the supervisor and every worker accepts from it. Whichever worker
-wakes first takes a new connection, so a burst of keep-alive connections lands unevenly: in
-the bench, 32 connections split 32/0, 31/1, 24/8 and 22/10 between two workers (psutil, one
-count per run). The loaded worker then ran out of pool connections and served alone while the
-other idled, and a sixth of the machine's CPU went unused (`python -m bench`).
+wakes first takes a new connection, so a burst of keep-alive connections lands unevenly, often
+all or nearly all on one worker. That worker then runs out of pool connections and serves alone
+while the others idle, and their share of the machine's CPU goes unused.
 
 With SO_REUSEPORT each worker listens on a socket of its own, bound to the same address, and
 Linux hands each new connection to one of them by a hash of its addresses: an even share in
