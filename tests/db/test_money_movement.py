@@ -15,11 +15,12 @@ from psycopg import AsyncConnection
 from psycopg import errors as pg_errors
 
 from ledger import commands, errors
+from ledger.audit.verify import verify
 from ledger.commands import Reversal, Transfer
 from ledger.passwords import Passwords
 from ledger.projections.rebuild import replay
 from ledger.projections.users import UserView
-from tests.support import create_user, delivery, new_account_id
+from tests.support import create_user, delivery, new_account_id, webhooks_for_tests
 
 CONNECTIONS = 20
 
@@ -224,3 +225,36 @@ def test_the_runtime_functions_refuse_what_the_service_never_sends(own_database:
                 conn.execute(
                     "SELECT * FROM reverse_payment(2, %s, 1, %s, 'why')", (idempotency_key, Decimal(amount))
                 )
+
+
+async def test_verify_and_replay_report_books_that_do_not_balance(own_database: str) -> None:
+    """A log written around the database's guard (its owner lifting the trigger) and a balance
+    changed behind the service's back: verify names the transaction, replay the totals."""
+    unbalanced = {
+        "transfer_id": 999,
+        "user_id": 1,
+        "idempotency_key": "k",
+        "from_account_id": 1,
+        "to_account_id": 1,
+        "amount": "5.00",
+        "postings": [{"account_id": 1, "amount": "5.00"}, {"account_id": -1, "amount": "-4.00"}],
+    }
+    with psycopg.connect(own_database, autocommit=True) as conn:
+        conn.execute("ALTER TABLE events DISABLE TRIGGER events_balanced")
+        position = conn.execute(
+            "INSERT INTO events (stream, type, data) VALUES ('transfer-999', 'TransferMade', %s) "
+            "RETURNING position",
+            (json.dumps(unbalanced),),
+        ).fetchone()[0]  # type: ignore[index]
+        conn.execute("ALTER TABLE events ENABLE TRIGGER events_balanced")
+        conn.execute("UPDATE accounts SET balance = balance + 3 WHERE id = 1")
+    async with await AsyncConnection.connect(own_database, autocommit=True) as conn:
+        report = await verify(conn, webhooks_for_tests())
+    unbalanced_findings = [f for f in report.findings if f.kind == "unbalanced"]
+    assert [f.position for f in unbalanced_findings] == [position, None], report.findings
+    async with await AsyncConnection.connect(own_database, autocommit=True, prepare_threshold=None) as conn:
+        replayed = await replay(conn)
+    assert {(d.projection, d.side) for d in replayed.differences if d.projection == "ledger"} == {
+        ("ledger", "the log"),
+        ("ledger", "the projections"),
+    }
