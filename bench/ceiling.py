@@ -19,7 +19,7 @@ from pathlib import Path
 from bench.figures import Slice, machine_cpu
 from bench.seed import Population
 from ledger import commands
-from ledger.projections import accounts
+from ledger.projections import accounts, users
 
 PARAMETER = re.compile(r"%\((\w+)\)s")
 
@@ -60,6 +60,31 @@ def webhook_script(population: Population) -> str:
         f"\\set a :u * {population.accounts_per_user} + random(0, {population.accounts_per_user - 1})\n"
         "\\set cents random(1, 100000)\n"
         "\\set n :n + 1\n" + pgbench_statement(commands.RECEIVE_PAYMENT, WEBHOOK_PARAMETERS)
+    )
+
+
+# What one POST /transfers runs (the token's user, then ledger.commands.transfer_money): a cent
+# from one of a random user's accounts to one of another user's, under a new key each time.
+TRANSFER_PARAMETERS = {
+    "user_id": ":u",
+    "credentials_version": "1",
+    "idempotency_key": "('pgb-' || :run || '-' || :client_id || '-' || :n)",
+    "from_account_id": ":a",
+    "to_account_id": ":b",
+    "amount": "0.01",
+}
+
+
+def transfers_script(population: Population) -> str:
+    per_user, first, count = population.accounts_per_user, population.first_user, population.users
+    return (
+        f"\\set u random({first}, {population.last_user})\n"
+        f"\\set v {first} + (:u - {first} + random(1, {count - 1})) % {count}\n"  # another user
+        f"\\set a :u * {per_user} + random(0, {per_user - 1})\n"
+        f"\\set b :v * {per_user} + random(0, {per_user - 1})\n"
+        "\\set n :n + 1\n"
+        + pgbench_statement(users.SELECT_TOKEN_USER, TRANSFER_PARAMETERS)
+        + pgbench_statement(commands.TRANSFER_MONEY, TRANSFER_PARAMETERS)
     )
 
 

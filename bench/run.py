@@ -28,7 +28,11 @@ from ledger.config import REPO_ROOT, Argon2Cost
 from ledger.http.auth import Tokens
 from ledger.projections.users import LoginRecord
 
-SCENARIOS = ("generator", "ceiling", "webhook", "accounts", "login")
+SCENARIOS = ("generator", "ceiling", "webhook", "accounts", "login", "transfers")
+ALL = SCENARIOS[:-1]  # `bench all`: transfers run on their own (`bench transfers`)
+TRANSFER_OK = frozenset({201})
+OPPOSITE_SHARE = 0.10  # transfers sent the opposite way of a recent one: the same pairs, both ways
+FUNDS = Decimal("1000000.00")  # paid into each seeded account before the transfers
 WEBHOOK_OK = frozenset({200, 201})
 READ_OK = frozenset({200})
 REDELIVERY_SHARE = 0.10
@@ -142,6 +146,53 @@ class Deliveries:
                 self._accepted_requests.append(request)
 
 
+class Transfers:
+    """POST /transfers between the seeded users' accounts, each under a new Idempotency-Key:
+    from one of the token's user's accounts to one of another user's, and a share of them the
+    opposite way of a recent transfer (the same two accounts, the other direction)."""
+
+    def __init__(self, population: Population, tokens: Tokens, host: str) -> None:
+        self._population = population
+        self._host = host
+        self._headers = {
+            user_id: f"Bearer {tokens.issue(LoginRecord(user_id, '', 1))}"
+            for user_id in population.user_ids()
+        }
+        self._recent: deque[tuple[int, int, int, int]] = deque(maxlen=1000)
+        self._prepared: deque[tuple[bytes, Any]] = deque()
+        self._run = uuid.uuid4().hex[:8]
+        self._count = 0
+
+    def prepare(self, count: int) -> None:
+        while len(self._prepared) < count:
+            self._prepared.append(self._new_transfer())
+
+    def next_request(self) -> tuple[bytes, Any]:
+        return self._prepared.popleft() if self._prepared else self._new_transfer()
+
+    def _new_transfer(self) -> tuple[bytes, Any]:
+        self._count += 1
+        if self._recent and random.random() < OPPOSITE_SHARE:
+            to_user, to_account, from_user, from_account = random.choice(self._recent)
+        else:
+            users = self._population.user_ids()
+            from_user = random.choice(users)
+            to_user = random.choice(users[:-1])
+            to_user = to_user if to_user < from_user else to_user + 1  # another user
+            from_account = random.choice(self._population.account_ids(from_user))
+            to_account = random.choice(self._population.account_ids(to_user))
+            self._recent.append((from_user, from_account, to_user, to_account))
+        body = (
+            f'{{"from_account_id":{from_account},"to_account_id":{to_account},'
+            f'"amount":"{_amount_text(random.randint(1, 100))}"}}'
+        ).encode()
+        headers = {
+            "Authorization": self._headers[from_user],
+            "Idempotency-Key": f"bench-{self._run}-{self._count}",
+        }
+        return load.request_bytes("POST", "/transfers", self._host, body, headers=headers), None
+
+
 def account_reads(population: Population, tokens: Tokens, host: str) -> load.NextRequest:
     requests = [
         load.request_bytes(
@@ -209,8 +260,21 @@ def measure_load(
 # The run --------------------------------------------------------------------------------------
 
 # What runs in each round, in this order; generator and login run once (see run()).
-ROUND_SCENARIOS = ("ceiling_write", "ceiling_read", "webhook", "webhook_redeliveries", "accounts")
-RATIOS = {"webhook": "ceiling_write", "webhook_redeliveries": "ceiling_write", "accounts": "ceiling_read"}
+ROUND_SCENARIOS = (
+    "ceiling_write",
+    "ceiling_read",
+    "webhook",
+    "webhook_redeliveries",
+    "accounts",
+    "ceiling_transfers",
+    "transfers",
+)
+RATIOS = {
+    "webhook": "ceiling_write",
+    "webhook_redeliveries": "ceiling_write",
+    "accounts": "ceiling_read",
+    "transfers": "ceiling_transfers",
+}
 
 
 def run(options: Options, log_dir: Path) -> dict[str, Any]:
@@ -253,6 +317,8 @@ def run(options: Options, log_dir: Path) -> dict[str, Any]:
         report["settings"]["database"] = kind
         started = time.monotonic()
         seed.seed(url, options.population, options.events, webhook_secret)
+        if "transfers" in options.scenarios:
+            seed.fund(url, options.population, webhook_secret, FUNDS)
         report["settings"]["seed_s"] = round(time.monotonic() - started, 1)
 
         if "generator" in options.scenarios:
@@ -270,7 +336,8 @@ def run(options: Options, log_dir: Path) -> dict[str, Any]:
             "webhook_redeliveries": Deliveries(options.population, webhook_secret, host, REDELIVERY_SHARE),
         }
         reads = account_reads(options.population, Tokens(jwt_secret, 3600), host)
-        serves = {"webhook", "accounts", "login"} & set(options.scenarios)
+        transfers = Transfers(options.population, Tokens(jwt_secret, 3600), host)
+        serves = {"webhook", "accounts", "login", "transfers"} & set(options.scenarios)
         with (
             server.ledger_serve(
                 url, port, options.workers, jwt_secret, webhook_secret, log_dir / "ledger-serve.log"
@@ -296,6 +363,15 @@ def run(options: Options, log_dir: Path) -> dict[str, Any]:
                     elif name == "ceiling_read":
                         script = ceiling.accounts_script(options.population)
                         measured = ceiling.run_pgbench(url, script, options.concurrency, slice_s, {})
+                    elif name == "ceiling_transfers":
+                        script = ceiling.transfers_script(options.population)
+                        variables = {"n": "0", "run": f"{pgbench_run}t{round_number}"}
+                        measured = ceiling.run_pgbench(url, script, options.concurrency, slice_s, variables)
+                    elif name == "transfers":
+                        transfers.prepare(round(slice_s * PREPARED_PER_S))
+                        measured = measure_load(
+                            port, options, slice_s, transfers.next_request, None, process, TRANSFER_OK
+                        )
                     elif name in deliveries:
                         chosen = deliveries[name]
                         chosen.prepare(round(slice_s * PREPARED_PER_S))
@@ -322,7 +398,14 @@ def run(options: Options, log_dir: Path) -> dict[str, Any]:
         balances_total, logged, _ = seed.totals(url)
 
         scenarios: dict[str, Any] = report["scenarios"]
-        for name in ("ceiling_write", "ceiling_read", "generator", *ROUND_SCENARIOS[2:], "login"):
+        for name in (
+            "ceiling_write",
+            "ceiling_read",
+            "generator",
+            *ROUND_SCENARIOS[2:5],
+            "login",
+            *ROUND_SCENARIOS[5:],
+        ):
             if name in figures:
                 scenarios[name] = figures[name].summary()
         if "ceiling_write" in figures:
@@ -345,6 +428,20 @@ def run(options: Options, log_dir: Path) -> dict[str, Any]:
             # What the webhook rounds added is what the service answered 201 for, and every
             # balance (pgbench's credits included) is the sum of the payments in the log.
             report["sums_match"] = balances_gained == accepted and balances_total == logged
+        if "transfers" in options.scenarios:
+            # Transfers move money and create none: the users' balances are still the payments
+            # in the log, and every balance, the clearing account's included, sums to zero.
+            ledger_total = seed.ledger_total(url)
+            report.setdefault("sums", {}).update(
+                {
+                    "balances_total": str(balances_total),
+                    "payments_in_log_total": str(logged),
+                    "ledger_total": str(ledger_total),
+                }
+            )
+            report["sums_match"] = (
+                report.get("sums_match", True) and balances_total == logged and ledger_total == 0
+            )
 
     for name, ceiling_name in RATIOS.items():
         if name in figures and ceiling_name in figures:
@@ -362,6 +459,8 @@ def run(options: Options, log_dir: Path) -> dict[str, Any]:
 
 def _scenario_of(name: str) -> str:
     """Return the scenario a round's part belongs to (the command line's names)."""
+    if name.endswith("transfers"):
+        return "transfers"
     if name.startswith("ceiling"):
         return "ceiling"
     return "webhook" if name.startswith("webhook") else name
@@ -384,6 +483,9 @@ def targets(report: dict[str, Any]) -> dict[str, bool]:
     accounts = scenarios.get("accounts")
     if accounts and accounts.get("ratio_to_ceiling") is not None:
         met["accounts_at_least_10pct_of_ceiling_read"] = accounts["ratio_to_ceiling"] >= 0.1
+    transfers = scenarios.get("transfers")
+    if transfers:
+        met["transfers_zero_errors"] = transfers["errors"] == 0
     if "server_rss_mb" in report:
         met["every_server_process_below_100mb"] = all(mb < 100 for mb in report["server_rss_mb"].values())
     return met

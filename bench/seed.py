@@ -61,8 +61,9 @@ ADVANCE_USER_IDS = "SELECT setval('user_ids', %(last_user)s)"
 INSERT_PAYMENTS = """
     WITH source AS (
         SELECT n, user_id, user_id * %(per_user)s + slot %% %(per_user)s AS account_id,
-               'seed-' || n AS transaction_id,
-               ((1 + (n * 7919) %% 100000) / 100.0)::numeric(20,2) AS amount
+               %(prefix)s || n AS transaction_id,
+               COALESCE(%(amount)s::numeric,
+                        ((1 + (n * 7919) %% 100000) / 100.0))::numeric(20,2) AS amount
         FROM generate_series(1, %(events)s::bigint) AS n,
              LATERAL (SELECT n %% %(accounts)s AS slot) AS s,
              LATERAL (SELECT %(first_user)s + slot / %(per_user)s AS user_id) AS o
@@ -91,6 +92,13 @@ INSERT_PAYMENTS = """
 CREDIT_SEEDED_PAYMENTS = """
     UPDATE accounts SET balance = accounts.balance + credited.total
     FROM (SELECT account_id, sum(amount) AS total FROM payments GROUP BY account_id) AS credited
+    WHERE accounts.id = credited.account_id
+"""
+
+CREDIT_FUNDED_PAYMENTS = """
+    UPDATE accounts SET balance = accounts.balance + credited.total
+    FROM (SELECT account_id, sum(amount) AS total FROM payments WHERE transaction_id LIKE %(pattern)s
+          GROUP BY account_id) AS credited
     WHERE accounts.id = credited.account_id
 """
 
@@ -154,11 +162,36 @@ def seed(database_url: str, population: Population, events: int, webhook_secret:
         conn.execute(INSERT_ACCOUNTS, params)
         conn.execute(ADVANCE_USER_IDS, params)
         if events:
-            conn.execute(INSERT_PAYMENTS, {**params, "events": events, "secret": webhook_secret})
+            seeded = {**params, "events": events, "secret": webhook_secret, "amount": None, "prefix": "seed-"}
+            conn.execute(INSERT_PAYMENTS, seeded)
             conn.execute(CREDIT_SEEDED_PAYMENTS)
     # Fresh statistics, as a database that grew to this size over time would have.
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
+
+
+def fund(database_url: str, population: Population, webhook_secret: bytes, amount: Decimal) -> None:
+    """Pay amount into every seeded account (one signed payment each), so that transfers have
+    money to move."""
+    params = {
+        **population.params(),
+        "events": population.accounts,
+        "secret": webhook_secret,
+        "amount": amount,
+    }
+    with psycopg.connect(database_url) as conn:
+        conn.execute(INSERT_PAYMENTS, {**params, "prefix": "fund-"})
+        conn.execute(CREDIT_FUNDED_PAYMENTS, {"pattern": "fund-%"})
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+
+
+def ledger_total(database_url: str) -> Decimal:
+    """Return the sum of every account's balance, system accounts included: 0.00 in double entry."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT sum(balance) FROM ledger_balances").fetchone()
+    assert row is not None
+    return row[0]
 
 
 def totals(database_url: str) -> tuple[Decimal, Decimal, int]:

@@ -13,6 +13,7 @@ meanwhile is one that a payment cannot have.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 
 from psycopg import AsyncConnection
@@ -64,6 +65,41 @@ class Registration:
 
 
 @dataclass(frozen=True)
+class Transfer:
+    from_account_id: int
+    to_account_id: int
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class TransferOutcome:
+    is_new: bool  # False: a retry with the same key, answered with the original transfer
+    id: int
+    from_account_id: int
+    to_account_id: int
+    amount: Decimal
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Reversal:
+    payment_id: int
+    amount: Decimal
+    reason: str
+
+
+@dataclass(frozen=True)
+class ReversalOutcome:
+    is_new: bool
+    id: int
+    payment_id: int
+    account_id: int
+    amount: Decimal
+    reason: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
 class PaymentOutcome:
     is_new: bool  # False: a re-delivery, answered with the original result
     transaction_id: str
@@ -82,6 +118,16 @@ UPDATE_USER = """
 """
 
 DELETE_USER = "SELECT delete_user(%(user_id)s)"
+
+TRANSFER_MONEY = """
+    SELECT outcome, transfer_id, from_account_id, to_account_id, amount, created_at
+    FROM transfer_money(%(user_id)s, %(idempotency_key)s, %(from_account_id)s, %(to_account_id)s, %(amount)s)
+"""
+
+REVERSE_PAYMENT = """
+    SELECT outcome, reversal_id, payment_id, account_id, amount, reason, created_at
+    FROM reverse_payment(%(user_id)s, %(idempotency_key)s, %(payment_id)s, %(amount)s, %(reason)s)
+"""
 
 RECEIVE_PAYMENT = """
     SELECT outcome, payment_id, user_id, account_id, amount, balance
@@ -262,6 +308,75 @@ async def receive_payment(conn: AsyncConnection, delivery: PaymentReceived) -> P
         amount=result.amount,
         balance=result.balance,
     )
+
+
+async def transfer_money(
+    conn: AsyncConnection, user_id: int, idempotency_key: str, transfer: Transfer
+) -> TransferOutcome:
+    """Move money from one of the user's accounts to another user's account, once per key.
+
+    One statement (transfer_money(), sql/definitions/50-money-movement.sql), its own
+    transaction; a retry with the same key and body gets the original transfer. Raises
+    SameAccountError, ForbiddenError (the source is not the user's), AccountNotFoundError,
+    InsufficientFundsError, IdempotencyConflictError.
+    """
+    cursor = await conn.execute(
+        TRANSFER_MONEY,
+        {
+            "user_id": user_id,
+            "idempotency_key": idempotency_key,
+            "from_account_id": transfer.from_account_id,
+            "to_account_id": transfer.to_account_id,
+            "amount": transfer.amount,
+        },
+    )
+    row = await cursor.fetchone()
+    assert row is not None
+    outcome, *fields = row
+    match outcome:
+        case "same_account":
+            raise errors.SameAccountError(field="to_account_id")
+        case "not_yours":
+            raise errors.ForbiddenError("The source account is not one of yours.")
+        case "account_not_found":
+            raise errors.AccountNotFoundError(field="to_account_id")
+        case "insufficient_funds":
+            raise errors.InsufficientFundsError()
+        case "idempotency_conflict":
+            raise errors.IdempotencyConflictError()
+    return TransferOutcome(outcome == "created", *fields)
+
+
+async def reverse_payment(
+    conn: AsyncConnection, user_id: int, idempotency_key: str, reversal: Reversal
+) -> ReversalOutcome:
+    """Take all or part of a payment back from its account (a refund, a chargeback), once per key.
+
+    One statement (reverse_payment(), sql/definitions/50-money-movement.sql), its own
+    transaction. Raises PaymentNotFoundError, ReversalExceedsPaymentError,
+    IdempotencyConflictError.
+    """
+    cursor = await conn.execute(
+        REVERSE_PAYMENT,
+        {
+            "user_id": user_id,
+            "idempotency_key": idempotency_key,
+            "payment_id": reversal.payment_id,
+            "amount": reversal.amount,
+            "reason": reversal.reason,
+        },
+    )
+    row = await cursor.fetchone()
+    assert row is not None
+    outcome, *fields = row
+    match outcome:
+        case "payment_not_found":
+            raise errors.PaymentNotFoundError()
+        case "reversal_exceeds_payment":
+            raise errors.ReversalExceedsPaymentError()
+        case "idempotency_conflict":
+            raise errors.IdempotencyConflictError()
+    return ReversalOutcome(outcome == "created", *fields)
 
 
 def _email_taken_or(error: UniqueViolation) -> Exception:

@@ -117,6 +117,41 @@ class TransactionConflictError(LedgerError):
     message = "This transaction_id was already used with other values."
 
 
+class InvalidIdempotencyKeyError(LedgerError):
+    code = "invalid_idempotency_key"
+    message = "An Idempotency-Key header of 1 to 255 printable characters is required."
+
+
+class AccountNotFoundError(LedgerError):
+    code = "account_not_found"
+    message = "No user's account has that id."
+
+
+class SameAccountError(LedgerError):
+    code = "same_account"
+    message = "A transfer goes from one account to another."
+
+
+class InsufficientFundsError(LedgerError):
+    code = "insufficient_funds"
+    message = "The source account holds less than the amount."
+
+
+class IdempotencyConflictError(LedgerError):
+    code = "idempotency_conflict"
+    message = "This Idempotency-Key was already used for another request."
+
+
+class PaymentNotFoundError(LedgerError):
+    code = "payment_not_found"
+    message = "No payment has that id."
+
+
+class ReversalExceedsPaymentError(LedgerError):
+    code = "reversal_exceeds_payment"
+    message = "The payment's reversals would sum to more than the payment."
+
+
 class NotFoundError(LedgerError):
     code = "not_found"
     message = "No such resource."

@@ -1,7 +1,8 @@
 """The balance checksum that auditors compare with their own replay, and the feed's head.
 
-The checksum is the SHA-256 of the lines "<account id>:<balance with 2 places>", joined by "\\n"
-in order of account id: any script can compute it from a list of balances. It is taken of the
+The checksum is the SHA-256 of the lines "<account id>:<balance with 2 places>" of the users'
+accounts (the system accounts, whose balances mirror theirs, are the trial balance's), joined by
+"\\n" in order of account id: any script can compute it from a list of balances. It is taken of the
 balances the service shows (the projections), or of the balances the log gives up to a cursor
 of the feed (balances_in_log(), the ledger's balance rule), which is what `ledger replay --from`
 prints for an export that ends at that cursor.
@@ -26,8 +27,8 @@ SELECT_BALANCE_SUMMARY = """
         SELECT id AS account_id, balance FROM accounts WHERE %(xact_id)s::text IS NULL
         UNION ALL
         SELECT account_id, balance
-        FROM balances_in_log(NULL, NULL, NULL, %(xact_id)s::text::xid8, %(position)s)
-        WHERE %(xact_id)s::text IS NOT NULL
+        FROM balances_in_log(NULL, NULL, %(xact_id)s::text::xid8, %(position)s)
+        WHERE %(xact_id)s::text IS NOT NULL AND user_id IS NOT NULL
     )
     SELECT count(*) AS accounts,
            COALESCE(sum(balance), 0)::numeric(20,2) AS balance_total,

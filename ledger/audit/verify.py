@@ -87,6 +87,18 @@ COUNT_EVENTS_AND_STREAMS = "SELECT (SELECT count(*) FROM audit_events), (SELECT 
 # A delivery key (delivery_key(), sql/0021: the signature, or the webhook-id) recorded under
 # more than one transaction: a signed text cut into other fields, credited again. The database
 # refuses that now; a log written before, or appended to by the owner, may still hold it.
+# Double entry: each ledger transaction's postings sum to zero (the database refuses any other
+# append, but the log may have been written around it), and so do all the balances.
+SELECT_UNBALANCED = """
+    SELECT position, NULL AS total FROM (
+        SELECT position, sum(amount) AS total FROM log_postings GROUP BY position HAVING sum(amount) <> 0
+        ORDER BY position LIMIT %(limit)s
+    ) AS transactions
+    UNION ALL
+    SELECT NULL, total FROM (SELECT COALESCE(sum(amount), 0) AS total FROM log_postings) AS everything
+    WHERE total <> 0
+"""
+
 SELECT_REUSED_DELIVERY_KEYS = """
     SELECT (array_agg(position ORDER BY position))[2] AS position,
            (array_agg(stream ORDER BY position))[2] AS stream,
@@ -102,7 +114,7 @@ SELECT_REUSED_DELIVERY_KEYS = """
 
 @dataclass(frozen=True)
 class Finding:
-    kind: str  # altered, removed, inserted, reordered, bad_signature, reused_signature
+    kind: str  # altered, removed, inserted, reordered, bad_signature, reused_signature, unbalanced
     position: int | None  # the event named (for removed: the one after the gap, if any)
     stream: str
     detail: str
@@ -160,6 +172,7 @@ async def verify(conn: AsyncConnection, webhooks: Webhooks, finding_limit: int =
             findings = await _event_findings(conn, webhooks, finding_limit)
             findings += await _head_findings(conn, finding_limit)
             findings += await _reused_key_findings(conn, finding_limit)
+            findings += await _unbalanced_findings(conn, finding_limit)
     finally:
         await conn.set_isolation_level(None)
     # An altered last event breaks both its link and the head: name it once.
@@ -270,4 +283,14 @@ async def _reused_key_findings(conn: AsyncConnection, limit: int) -> list[Findin
             "one signature (or webhook-id) is recorded under transactions " + ", ".join(transaction_ids),
         )
         for position, stream, transaction_ids in await cursor.fetchall()
+    ]
+
+
+async def _unbalanced_findings(conn: AsyncConnection, limit: int) -> list[Finding]:
+    cursor = await conn.execute(SELECT_UNBALANCED, {"limit": limit})
+    return [
+        Finding("unbalanced", position, "", "its postings do not sum to zero")
+        if position is not None
+        else Finding("unbalanced", None, "", f"every posting of the log sums to {total}, not 0.00")
+        for position, total in await cursor.fetchall()
     ]

@@ -115,17 +115,78 @@ class PaymentReceived:
         return self.webhook_id is not None
 
 
-Event = UserRegistered | UserUpdated | UserDeleted | AccountOpened | PaymentReceived
+@dataclass(frozen=True)
+class TransferMade:
+    """Money moved from one user's account to another's, as one of them asked (user_id).
+
+    amount is written with two decimals ("10.00"); postings lists the two legs
+    ({"account_id", "amount"}: the source's negative), which sum to zero.
+    """
+
+    type: ClassVar[str] = "TransferMade"
+    transfer_id: int
+    user_id: int
+    idempotency_key: str
+    from_account_id: int
+    to_account_id: int
+    amount: str
+    postings: list[dict[str, Any]]
+
+    @property
+    def stream(self) -> str:
+        return f"transfer-{self.transfer_id}"
+
+
+@dataclass(frozen=True)
+class PaymentReversed:
+    """All or part of a received payment taken back (a refund, a chargeback), as an admin
+    (user_id) decided: the user's account debited, the provider's clearing account credited."""
+
+    type: ClassVar[str] = "PaymentReversed"
+    reversal_id: int
+    payment_id: int
+    transaction_id: str  # the payment's
+    user_id: int
+    idempotency_key: str
+    account_id: int
+    amount: str
+    reason: str
+    postings: list[dict[str, Any]]
+
+    @property
+    def stream(self) -> str:
+        return f"reversal-{self.reversal_id}"
+
+
+Event = (
+    UserRegistered
+    | UserUpdated
+    | UserDeleted
+    | AccountOpened
+    | PaymentReceived
+    | TransferMade
+    | PaymentReversed
+)
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.type: cls for cls in (UserRegistered, UserUpdated, UserDeleted, AccountOpened, PaymentReceived)
+    cls.type: cls
+    for cls in (
+        UserRegistered,
+        UserUpdated,
+        UserDeleted,
+        AccountOpened,
+        PaymentReceived,
+        TransferMade,
+        PaymentReversed,
+    )
 }
 
 
 def to_data(event: Event) -> dict[str, Any]:
     """Return the JSON object the log stores for event (unchanged fields left out).
 
-    Every field holds a str, an int, a bool or None, so the instance's own dict is the data
+    Every field holds a str, an int, a bool, None or (postings) a list of small dicts, so the
+    instance's own dict is the data
     (dataclasses.asdict would deep-copy each of those immutable values, on every delivery).
     """
     return {name: value for name, value in vars(event).items() if value is not None}

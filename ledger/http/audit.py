@@ -7,7 +7,7 @@ from psycopg import IsolationLevel
 from psycopg_pool import AsyncConnectionPool
 
 from ledger import db
-from ledger.audit import checksums, feed
+from ledger.audit import checksums, feed, trial_balance
 from ledger.http import bodies, parse, render
 from ledger.http.users import link_next
 from ledger.projections import accounts
@@ -73,3 +73,17 @@ class AllPayments:
             views = views[:limit]
             link_next(req, resp, limit, views[-1].id)
         resp.media = [render.audited_payment(view) for view in views]
+
+
+class TrialBalance:
+    """GET /audit/trial-balance[?as_of=]: every kind of account's balance, and the total (0.00)."""
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self._pool = pool
+
+    async def on_get(self, req: Request, resp: Response) -> None:
+        as_of = req.get_param("as_of")
+        cut = parse.as_of(as_of)
+        async with db.connection(self._pool) as conn:
+            balance = await trial_balance.trial_balance(conn, cut)
+        resp.media = render.trial_balance(balance, as_of)

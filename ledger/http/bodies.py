@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import falcon
 
-from ledger import deliveries, errors
+from ledger import errors, money
 
 Schema = dict[str, Any]
 
@@ -224,7 +224,7 @@ class Amount:
                 {
                     "type": "number",
                     "exclusiveMinimum": 0,
-                    "maximum": int(deliveries.AMOUNT_MAX),
+                    "maximum": int(money.AMOUNT_MAX),
                     "multipleOf": 0.01,
                 },
                 {"type": "string", "pattern": amount_string_pattern()},
@@ -239,9 +239,9 @@ class Amount:
 
 def amount_string_pattern() -> str:
     """Return the decimal strings that are valid amounts: above 0, at most AMOUNT_MAX, 2 places."""
-    digits = len(str(deliveries.AMOUNT_MAX)) - 1
-    assert 10**digits == deliveries.AMOUNT_MAX, "the pattern below is written for a power of ten"
-    assert deliveries.AMOUNT_PLACES_MAX == 2, "the pattern below is written for 2 places"
+    digits = len(str(money.AMOUNT_MAX)) - 1
+    assert 10**digits == money.AMOUNT_MAX, "the pattern below is written for a power of ten"
+    assert money.AMOUNT_PLACES_MAX == 2, "the pattern below is written for 2 places"
     return (
         rf"^(0\.(0[1-9]|[1-9][0-9]?)|[1-9][0-9]{{0,{digits - 1}}}(\.[0-9]{{1,2}})?"
         rf"|1{'0' * digits}(\.00?)?)$"
@@ -389,4 +389,27 @@ DELIVERY = Body(
     },
     required=("transaction_id", "user_id", "account_id", "amount"),
 )
-REQUEST_BODIES = (LOGIN, REGISTRATION, NEW_USER, USER_CHANGES, DELIVERY)
+REASON_LENGTH_MAX = 500
+TRANSFER = Body(
+    "TransferRequest",
+    {
+        "from_account_id": Id("One of the caller's accounts."),
+        "to_account_id": Id("Any user's account but the source."),
+        "amount": Amount(),
+    },
+    required=("from_account_id", "to_account_id", "amount"),
+)
+REVERSAL = Body(
+    "ReversalRequest",
+    {
+        "amount": Amount(),
+        "reason": Text(
+            1,
+            REASON_LENGTH_MAX,
+            ((TEXT_PATTERN, "must not hold control characters"), (NAME_PATTERN, "must not be blank")),
+            description="Why: a refund, a chargeback. Auditors read it in the log.",
+        ),
+    },
+    required=("amount", "reason"),
+)
+REQUEST_BODIES = (LOGIN, REGISTRATION, NEW_USER, USER_CHANGES, DELIVERY, TRANSFER, REVERSAL)

@@ -40,6 +40,13 @@ STATUS_OF: dict[type[errors.LedgerError], int] = {
     errors.TransactionConflictError: 409,
     errors.SignatureReusedError: 409,
     errors.WebhookIdReusedError: 409,
+    errors.InvalidIdempotencyKeyError: 400,
+    errors.AccountNotFoundError: 404,
+    errors.SameAccountError: 422,
+    errors.InsufficientFundsError: 422,
+    errors.IdempotencyConflictError: 409,
+    errors.PaymentNotFoundError: 404,
+    errors.ReversalExceedsPaymentError: 422,
     errors.BalanceLimitError: 422,
 }
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ledger import errors
-from ledger.audit import feed
-from ledger.http import bodies, parse
+from ledger.http import bodies, parse, schemas
 from ledger.http.auth import PUBLIC, USER
 from ledger.http.bodies import BIGINT_MAX, Body
 from ledger.http.errors import DATABASE_BUSY, DATABASE_UNAVAILABLE, HASHING_BUSY, OUTAGES, STATUS_OF
+from ledger.http.schemas import ref
 
 if TYPE_CHECKING:
     from ledger.http.routes import Route
@@ -28,7 +28,6 @@ Schema = dict[str, Any]
 OPENAPI_VERSION = "3.1.0"
 ACCESS_EXTENSION = "x-ledger-access"  # public, user, audit or admin: who may call the operation
 SECURITY_SCHEME = "bearerAuth"
-SHA256_HEX = "^[0-9a-f]{64}$"
 SECONDS: Schema = {"type": "string", "pattern": "^[0-9]+$"}
 BODY_REFUSALS = (errors.MalformedRequestError, errors.InvalidFieldError, errors.BodyTooLargeError)
 UNAVAILABLE = (DATABASE_UNAVAILABLE, DATABASE_BUSY)
@@ -51,10 +50,6 @@ class Operation:
 
 
 # Building blocks ------------------------------------------------------------------------------
-
-
-def ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
 
 
 def _json(schema: Schema) -> Schema:
@@ -85,28 +80,6 @@ def unavailable(causes: Iterable[str], extra: Iterable[tuple[str, str]] = ()) ->
             "headers": {"Retry-After": {"required": True, "schema": SECONDS}},
             **_json({"allOf": [ref("Error")], "properties": {"error": {"enum": [c for c, _ in described]}}}),
         }
-    }
-
-
-def _id(description: str) -> Schema:
-    return {"type": "integer", "minimum": 1, "maximum": BIGINT_MAX, "description": description}
-
-
-def _cursor(description: str) -> Schema:
-    return {"type": "string", "pattern": feed.CURSOR_PATTERN, "description": description}
-
-
-def _money(description: str, **limits: Any) -> Schema:
-    return {"type": "number", **limits, "description": description + " Exact, written with two decimals."}
-
-
-def _object(properties: dict[str, Schema], *, required: Iterable[str] | None = None) -> Schema:
-    """A response object: exactly these properties, all present unless required says otherwise."""
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": list(properties if required is None else required),
-        "additionalProperties": False,
     }
 
 
@@ -153,7 +126,7 @@ def as_of_parameter() -> Schema:
 
 
 def cursor_parameter(name: str, description: str) -> Schema:
-    return {"name": name, "in": "query", "schema": _cursor(description), "description": description}
+    return {"name": name, "in": "query", "schema": schemas.cursor(description), "description": description}
 
 
 def id_parameter(name: str, where: str, description: str | None = None) -> Schema:
@@ -167,6 +140,24 @@ def id_parameter(name: str, where: str, description: str | None = None) -> Schem
     if description:
         parameter["description"] = description
     return parameter
+
+
+def idempotency_key_parameter() -> Schema:
+    return {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": True,
+        "description": (
+            "1 to 255 printable ASCII characters, new for each movement: a retry with the same key and "
+            "body gets the original answer (200), with another body 409 idempotency_conflict."
+        ),
+        "schema": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": parse.IDEMPOTENCY_KEY_LENGTH_MAX,
+            "pattern": parse.IDEMPOTENCY_KEY_PATTERN,
+        },
+    }
 
 
 def standard_webhooks_headers() -> tuple[Schema, ...]:
@@ -233,7 +224,7 @@ def document(routes: Sequence[Route]) -> Schema:
         "components": {
             "schemas": {
                 **{body.name: body.schema() for body in bodies.REQUEST_BODIES},
-                **_response_schemas(),
+                **schemas.responses(),
             },
             "securitySchemes": {
                 SECURITY_SCHEME: {
@@ -293,99 +284,3 @@ def _refusals(refusals: Iterable[type[errors.LedgerError]]) -> dict[str, Schema]
             response["headers"] = {"Retry-After": {"required": True, "schema": SECONDS}}
         responses[str(status)] = response
     return responses
-
-
-def _response_schemas() -> dict[str, Schema]:
-    user_properties = {
-        "id": _id("The user."),
-        "email": {"type": "string"},
-        "full_name": {"type": "string"},
-        "is_admin": {"type": "boolean"},
-        "is_auditor": {"type": "boolean"},
-    }
-    payment_properties = {
-        "id": _id("The payment, in the order received."),
-        "transaction_id": {"type": "string"},
-        "account_id": _id("The account credited."),
-        "amount": _money("The amount credited.", exclusiveMinimum=0),
-        "created_at": {"type": "string", "format": "date-time"},
-    }
-    return {
-        "Error": {
-            "type": "object",
-            "properties": {
-                "error": {"type": "string", "description": "A stable snake_case code."},
-                "message": {"type": "string", "description": "For a person."},
-            },
-            "required": ["error", "message"],
-            "description": "Every refusal. Some carry more, such as `field` or the differing fields.",
-        },
-        "Token": _object(
-            {
-                "access_token": {"type": "string", "description": "An HS256 JWT."},
-                "token": {"type": "string", "description": "The same JWT."},
-                "token_type": {"const": "bearer"},
-                "expires_in": {"type": "integer", "minimum": 1, "description": "Seconds."},
-                "user_id": _id("The user logged in."),
-            }
-        ),
-        "User": _object(user_properties),
-        "Account": _object({"id": _id("The account."), "balance": _money("The balance.", minimum=0)}),
-        "UserWithAccounts": _object(
-            {**user_properties, "accounts": {"type": "array", "items": ref("Account")}}
-        ),
-        "Payment": _object(payment_properties),
-        "AuditedPayment": _object({**payment_properties, "user_id": _id("The user paid.")}),
-        "PaymentOutcome": _object(
-            {
-                "status": {"enum": ["credited", "already_processed"]},
-                "transaction_id": {"type": "string"},
-                "account_id": _id("The account credited."),
-                "amount": _money("The amount credited.", exclusiveMinimum=0),
-                "balance": _money("The balance after this payment.", minimum=0),
-            }
-        ),
-        "Event": _object(
-            {
-                "cursor": _cursor("Continue after this event."),
-                "position": _id("The event's position in the log."),
-                "stream": {"type": "string", "pattern": "^(user|account)-[0-9]+$"},
-                "stream_version": {"type": "integer", "minimum": 1},
-                "type": {
-                    "enum": [
-                        "UserRegistered",
-                        "UserUpdated",
-                        "UserDeleted",
-                        "AccountOpened",
-                        "PaymentReceived",
-                    ]
-                },
-                "data": {
-                    "type": "object",
-                    "description": 'The event as recorded; password hashes as "sha256:<hex>".',
-                },
-                "transaction_id": {"type": ["string", "null"]},
-                "hash": {"type": "string", "pattern": SHA256_HEX, "description": "This link of the chain."},
-                "recorded_at": {"type": "string", "format": "date-time"},
-            }
-        ),
-        "EventPage": _object(
-            {
-                "events": {"type": "array", "items": ref("Event")},
-                "next": _cursor("Where to continue (the same cursor when nothing followed)."),
-            }
-        ),
-        "BalanceSummary": _object(
-            {
-                "through": _cursor("The feed's cursor these balances stand at."),
-                "source": {"enum": ["projections", "log"]},
-                "accounts": {"type": "integer", "minimum": 0},
-                "balance_total": _money("The sum of all balances.", minimum=0),
-                "checksum": {"type": "string", "pattern": SHA256_HEX},
-                "checksum_algorithm": {"type": "string"},
-            }
-        ),
-        "Ready": _object({"status": {"const": "ready"}}),
-        "Deleted": _object({"message": {"const": "User deleted successfully"}}),
-        "Health": _object({"status": {"const": "ok"}}),
-    }

@@ -6,11 +6,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import datetime
+from decimal import Decimal
 
-from ledger import errors
+from ledger import errors, money
 from ledger.audit import feed
 from ledger.audit.feed import Cursor
-from ledger.commands import NewUser, UserChanges
+from ledger.commands import NewUser, Reversal, Transfer, UserChanges
 from ledger.deliveries import Delivery, StandardWebhookHeaders
 from ledger.http import bodies
 from ledger.http.bodies import BIGINT_MAX, TEXT_PATTERN
@@ -21,6 +22,10 @@ PAGE_SIZE_MAX = 1000
 WEBHOOK_ID_LENGTH_MAX = 256
 INTEGER_STRING = re.compile(r"[0-9]{1,19}")
 STANDARD_WEBHOOK_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
+IDEMPOTENCY_KEY_LENGTH_MAX = 255
+# Printable ASCII, as HTTP headers carry it; no space at either end, which HTTP would drop.
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$"
+IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
 
 def login(raw: bytes) -> tuple[str, str]:
@@ -94,6 +99,35 @@ def _standard_webhook_headers(get_header: Callable[[str], str | None]) -> Standa
     return StandardWebhookHeaders(webhook_id, timestamp, signature)
 
 
+def transfer(raw: bytes) -> Transfer:
+    """Return the transfer a /transfers body asks for (the amount rules of payments apply)."""
+    body = bodies.TRANSFER.read(raw)
+    return Transfer(body["from_account_id"], body["to_account_id"], _amount(body["amount"]))
+
+
+def reversal(raw: bytes, payment_id: int) -> Reversal:
+    """Return the reversal of that payment a /payments/{id}/reversals body asks for."""
+    body = bodies.REVERSAL.read(raw)
+    return Reversal(payment_id, _amount(body["amount"]), body["reason"])
+
+
+def _amount(written: tuple[str, bool]) -> Decimal:
+    text, is_string = written
+    money.check_amount(text, is_string)
+    return Decimal(text)
+
+
+def idempotency_key(text: str | None) -> str:
+    """Return the Idempotency-Key header: 1 to 255 printable characters."""
+    if (
+        text is None
+        or not 1 <= len(text) <= IDEMPOTENCY_KEY_LENGTH_MAX
+        or not IDEMPOTENCY_KEY.fullmatch(text)
+    ):
+        raise errors.InvalidIdempotencyKeyError()
+    return text
+
+
 # Query strings and paths -------------------------------------------------------------------
 
 
@@ -149,6 +183,20 @@ def query_id(name: str, text: str) -> int:
 
 def user_id(text: str) -> int:
     """Return the user id of a path; an id no user can have is a UserNotFoundError."""
+    return _path_id(text, errors.UserNotFoundError)
+
+
+def account_id(text: str) -> int:
+    """Return the account id of a path; an id no user's account can have is an AccountNotFoundError."""
+    return _path_id(text, errors.AccountNotFoundError)
+
+
+def payment_id(text: str) -> int:
+    """Return the payment id of a path; an id no payment can have is a PaymentNotFoundError."""
+    return _path_id(text, errors.PaymentNotFoundError)
+
+
+def _path_id(text: str, not_found: type[errors.LedgerError]) -> int:
     if not INTEGER_STRING.fullmatch(text) or not 1 <= int(text) <= BIGINT_MAX:
-        raise errors.UserNotFoundError()
+        raise not_found()
     return int(text)

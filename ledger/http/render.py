@@ -8,8 +8,9 @@ from typing import Any
 
 from ledger.audit.checksums import BalanceSummary
 from ledger.audit.feed import Cursor, FeedEvent
-from ledger.commands import PaymentOutcome
-from ledger.projections.accounts import AccountView, PaymentView
+from ledger.audit.trial_balance import TrialBalance
+from ledger.commands import PaymentOutcome, ReversalOutcome, TransferOutcome
+from ledger.projections.accounts import AccountView, PaymentView, PostingView
 from ledger.projections.users import UserView
 
 CENT = Decimal("0.01")
@@ -90,4 +91,47 @@ def token(access_token: str, expires_in: int, user_id: int) -> dict[str, Any]:
         "token_type": "bearer",
         "expires_in": expires_in,
         "user_id": user_id,
+    }
+
+
+def transfer(outcome: TransferOutcome) -> dict[str, Any]:
+    return {
+        "id": outcome.id,
+        "from_account_id": outcome.from_account_id,
+        "to_account_id": outcome.to_account_id,
+        "amount": money(outcome.amount),
+        "created_at": outcome.created_at.isoformat(),
+    }
+
+
+def reversal(outcome: ReversalOutcome) -> dict[str, Any]:
+    return {
+        "id": outcome.id,
+        "payment_id": outcome.payment_id,
+        "account_id": outcome.account_id,
+        "amount": money(outcome.amount),
+        "reason": outcome.reason,
+        "created_at": outcome.created_at.isoformat(),
+    }
+
+
+def posting(view: PostingView) -> dict[str, Any]:
+    return {
+        "id": view.id,
+        "transaction_id": view.transaction_id,
+        "kind": view.kind,
+        "amount": money(view.amount),
+        "balance_after": money(view.balance_after),
+        "created_at": view.created_at.isoformat(),
+    }
+
+
+def trial_balance(balance: TrialBalance, as_of: str | None) -> dict[str, Any]:
+    return {
+        "as_of": as_of,
+        "kinds": [
+            {"kind": kind.kind, "accounts": kind.accounts, "balance": money(kind.balance)}
+            for kind in balance.kinds
+        ],
+        "total": money(balance.total),
     }

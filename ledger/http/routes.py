@@ -15,7 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from ledger import db, errors
 from ledger.config import Settings
-from ledger.http import audit, bodies, docs, health, observe, openapi, parse, payments, session, users
+from ledger.http import audit, bodies, docs, health, money, observe, openapi, parse, payments, session, users
 from ledger.http.auth import ADMIN, AUDIT, PUBLIC, USER, Tokens
 from ledger.http.openapi import (
     Operation,
@@ -23,6 +23,7 @@ from ledger.http.openapi import (
     as_of_parameter,
     cursor_parameter,
     id_parameter,
+    idempotency_key_parameter,
     page_of,
     page_parameters,
     ref,
@@ -215,6 +216,92 @@ ROUTES: tuple[Route, ...] = (
                 ),
                 parameters=standard_webhooks_headers(),
                 body=bodies.DELIVERY,
+            )
+        },
+    ),
+    Route(
+        ("/transfers",),
+        USER,
+        lambda w: money.Transfers(w.pool),
+        {
+            "post": Operation(
+                "makeTransfer",
+                "Move money from one of the caller's accounts to another user's account",
+                "money",
+                {
+                    "201": answer("Transferred.", ref("Transfer")),
+                    "200": answer(
+                        "Already done with this Idempotency-Key: the original transfer.", ref("Transfer")
+                    ),
+                },
+                refusals=(
+                    errors.InvalidIdempotencyKeyError,
+                    errors.InvalidAmountError,
+                    errors.ForbiddenError,
+                    errors.SameAccountError,
+                    errors.InsufficientFundsError,
+                    errors.AccountNotFoundError,
+                    errors.IdempotencyConflictError,
+                ),
+                parameters=(idempotency_key_parameter(),),
+                body=bodies.TRANSFER,
+            )
+        },
+    ),
+    Route(
+        ("/payments/{payment_id}/reversals",),
+        ADMIN,
+        lambda w: money.Reversals(w.pool),
+        {
+            "post": Operation(
+                "reversePayment",
+                "Reverse all or part of a received payment: a refund or a chargeback (admins)",
+                "money",
+                {
+                    "201": answer("Reversed.", ref("Reversal")),
+                    "200": answer(
+                        "Already done with this Idempotency-Key: the original reversal.", ref("Reversal")
+                    ),
+                },
+                refusals=(
+                    errors.InvalidIdempotencyKeyError,
+                    errors.InvalidAmountError,
+                    errors.PaymentNotFoundError,
+                    errors.ReversalExceedsPaymentError,
+                    errors.IdempotencyConflictError,
+                ),
+                parameters=(id_parameter("payment_id", "path"), idempotency_key_parameter()),
+                body=bodies.REVERSAL,
+            )
+        },
+    ),
+    Route(
+        ("/user/accounts/{account_id}/postings",),
+        USER,
+        lambda w: money.AccountPostings(w.pool),
+        {
+            "get": Operation(
+                "accountPostings",
+                "An account's postings, newest first (its owner; admins and auditors for any account)",
+                "money",
+                {"200": page_of("Posting")},
+                refusals=(errors.InvalidQueryError, errors.AccountNotFoundError),
+                parameters=(id_parameter("account_id", "path"), *page_parameters()),
+            )
+        },
+    ),
+    Route(
+        ("/audit/trial-balance",),
+        AUDIT,
+        lambda w: audit.TrialBalance(w.pool),
+        {
+            "get": Operation(
+                "trialBalance",
+                "Every kind of account's balance and their total, which is 0.00 (admins and auditors)",
+                "audit",
+                {"200": answer("The trial balance.", ref("TrialBalance"))},
+                refusals=READ_REFUSALS,
+                parameters=(as_of_parameter(),),
             )
         },
     ),

@@ -14,7 +14,8 @@ from decimal import Decimal
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
-from ledger import db
+from ledger import db, errors
+from ledger.projections.users import UserView
 
 # The accounts of a user who is live with that credentials version, in one round trip that is
 # also the token's revocation check: no row at all when the user was deleted or the version
@@ -48,6 +49,24 @@ SELECT_PAYMENTS_PAGE = """
 """
 
 
+# An account's postings, newest first (the postings view over payments, transfers and
+# reversals: a Merge Append of one index range per kind).
+SELECT_POSTINGS_PAGE = """
+    SELECT position AS id, transaction_id, kind, amount, balance_after, created_at
+    FROM postings
+    WHERE account_id = %(account_id)s AND position < %(before)s
+    ORDER BY position DESC
+    LIMIT %(limit)s
+"""
+
+# The live user who owns a (user's) account: none for an unknown account, a system account or
+# an account of a deleted user, which leave every view.
+SELECT_LIVE_OWNER = """
+    SELECT a.user_id FROM accounts AS a JOIN users AS u ON u.id = a.user_id
+    WHERE a.id = %(account_id)s AND NOT u.deleted
+"""
+
+
 @dataclass(frozen=True)
 class AccountView:
     id: int
@@ -77,6 +96,42 @@ async def accounts_of_live_user(
     if not rows:
         return None
     return [AccountView(*row) for row in rows if row[0] is not None]
+
+
+@dataclass(frozen=True)
+class PostingView:
+    id: int  # the position of the ledger transaction's event
+    transaction_id: str
+    kind: str  # payment, transfer, reversal
+    amount: Decimal  # signed: what the account gained
+    balance_after: Decimal
+    created_at: datetime
+
+
+async def live_owner(conn: AsyncConnection, account_id: int) -> int | None:
+    """Return the id of the live user who owns the account, or None."""
+    cursor = await conn.execute(SELECT_LIVE_OWNER, {"account_id": account_id})
+    row = await cursor.fetchone()
+    return None if row is None else row[0]
+
+
+async def postings_page(
+    conn: AsyncConnection, viewer: UserView, account_id: int, before: int, limit: int
+) -> list[PostingView]:
+    """Return up to limit of the account's postings with an id below before, newest first.
+
+    The viewer sees its own accounts, an admin or auditor any user's. Raises
+    AccountNotFoundError otherwise, as for an account that does not exist: another user's
+    accounts are not even said to exist.
+    """
+    owner = await live_owner(conn, account_id)
+    if owner is None or not (owner == viewer.id or viewer.is_admin or viewer.is_auditor):
+        raise errors.AccountNotFoundError()
+    async with conn.cursor(row_factory=class_row(PostingView)) as cursor:
+        await cursor.execute(
+            SELECT_POSTINGS_PAGE, {"account_id": account_id, "before": before, "limit": limit}
+        )
+        return await cursor.fetchall()
 
 
 async def accounts_of_users(conn: AsyncConnection, user_ids: Sequence[int]) -> list[AccountView]:

@@ -2,7 +2,7 @@
 
 A cut is "every event up to this position" or "every event recorded up to this time" (the
 time its transaction started, which is when PostgreSQL stamps recorded_at). The predicate is
-in_log_cut() and the balance rule balances_in_log() (sql/definitions/20-event-data.sql).
+in_log_cut(); balances come from the postings view (sql/definitions/20-event-data.sql).
 """
 
 from __future__ import annotations
@@ -33,17 +33,18 @@ class Cut:
 
 EVERYTHING = Cut()
 
-# At a position: the balance_after of the account's last payment at or before it, one lookup in
-# payments_by_account (not a sum over the log). Payments to one account take turns on its row
-# lock and draw their positions while holding it, so position order is the order in which
-# balance_after grew. Owners never change, so the live accounts table says which accounts a
-# user may have had; an account is shown if it was opened within the cut.
+# At a position: the balance_after of the account's last posting at or before it, one lookup
+# per kind of posting (payments_by_account, transfers_*_account, reversals_by_account), not a
+# sum over the log. Movements of one account take turns on its row lock and draw their
+# positions while holding it, so position order is the order in which balance_after changed.
+# Owners never change, so the live accounts table says which accounts a user may have had; an
+# account is shown if it was opened within the cut.
 SELECT_ACCOUNTS_OF_USERS_AT_POSITION = """
     SELECT a.id, a.user_id,
            COALESCE((SELECT p.balance_after
-                     FROM payments AS p
-                     WHERE p.account_id = a.id AND p.id <= %(through_position)s
-                     ORDER BY p.id DESC
+                     FROM postings AS p
+                     WHERE p.account_id = a.id AND p.position <= %(through_position)s
+                     ORDER BY p.position DESC
                      LIMIT 1),
                     0)::numeric(20,2) AS balance
     FROM accounts AS a
@@ -54,15 +55,21 @@ SELECT_ACCOUNTS_OF_USERS_AT_POSITION = """
     ORDER BY a.id
 """
 
-SELECT_ACCOUNT_IDS_OF_USERS = "SELECT id FROM accounts WHERE user_id = ANY(%(user_ids)s)"
-
-# At a time: the balance rule over the log cut there. recorded_at is when the writing
-# transaction started, which need not follow the lock order above, so balance_after cannot
-# answer it. (Bounded like every request by the statement timeout.)
-SELECT_BALANCES_AT_TIME = """
-    SELECT account_id AS id, user_id, balance
-    FROM balances_in_log(%(account_ids)s, NULL, %(through_time)s, NULL, NULL)
-    ORDER BY account_id
+# At a time: the sum of the account's postings recorded by then (the balance rule of
+# balances_in_log(), over the postings view: one index range per account). recorded_at is when
+# the writing transaction started, which need not follow the lock order above, so balance_after
+# cannot answer it. (Bounded like every request by the statement timeout.)
+SELECT_ACCOUNTS_OF_USERS_AT_TIME = """
+    SELECT a.id, a.user_id,
+           COALESCE((SELECT sum(p.amount) FROM postings AS p
+                     WHERE p.account_id = a.id AND p.created_at <= %(through_time)s),
+                    0)::numeric(20,2) AS balance
+    FROM accounts AS a
+    WHERE a.user_id = ANY(%(user_ids)s)
+      AND EXISTS (SELECT 1 FROM events AS o
+                  WHERE o.stream = account_stream(a.id) AND o.stream_version = 1
+                    AND o.recorded_at <= %(through_time)s)
+    ORDER BY a.id
 """
 
 # A user then: registered within the cut, not deleted within it, each field as its latest
@@ -95,14 +102,11 @@ SELECT_USERS_PAGE_AT_CUT = """
 async def accounts_of_users_at(conn: AsyncConnection, user_ids: Sequence[int], cut: Cut) -> list[AccountView]:
     """Return the accounts these users had at the cut, with their balances then, by id."""
     assert (cut.position is None) != (cut.time is None), "a cut at a position or at a time"
-    if cut.position is not None:
-        query, params = SELECT_ACCOUNTS_OF_USERS_AT_POSITION, {"user_ids": list(user_ids), **cut.params}
-    else:
-        found = await conn.execute(SELECT_ACCOUNT_IDS_OF_USERS, {"user_ids": list(user_ids)})
-        account_ids = [account_id for (account_id,) in await found.fetchall()]
-        query, params = SELECT_BALANCES_AT_TIME, {"account_ids": account_ids, **cut.params}
+    query = (
+        SELECT_ACCOUNTS_OF_USERS_AT_POSITION if cut.position is not None else SELECT_ACCOUNTS_OF_USERS_AT_TIME
+    )
     async with conn.cursor(row_factory=class_row(AccountView)) as cursor:
-        await cursor.execute(query, params)
+        await cursor.execute(query, {"user_ids": list(user_ids), **cut.params})
         return await cursor.fetchall()
 
 

@@ -26,26 +26,66 @@ CREATE_REBUILD_TABLES = (
     "CREATE TEMP TABLE users (LIKE public.users INCLUDING ALL) ON COMMIT DROP",
     "CREATE TEMP TABLE accounts (LIKE public.accounts INCLUDING DEFAULTS) ON COMMIT DROP",
     "CREATE TEMP TABLE payments (LIKE public.payments INCLUDING DEFAULTS) ON COMMIT DROP",
+    "CREATE TEMP TABLE transfers (LIKE public.transfers INCLUDING DEFAULTS) ON COMMIT DROP",
+    "CREATE TEMP TABLE reversals (LIKE public.reversals INCLUDING DEFAULTS) ON COMMIT DROP",
 )
 
 
 LOCK_AND_EMPTY_LIVE_TABLES = (
-    "LOCK TABLE public.users, public.accounts, public.payments IN ACCESS EXCLUSIVE MODE",
-    "TRUNCATE public.payments, public.accounts, public.users",
+    "LOCK TABLE public.users, public.accounts, public.payments, public.transfers, public.reversals "
+    "IN ACCESS EXCLUSIVE MODE",
+    "TRUNCATE public.reversals, public.transfers, public.payments, public.accounts, public.users",
 )
 
 # The balance rule over the log (balances_in_log(), sql/definitions/20-event-data.sql), and
-# its running form for the payments view: the rebuild restates neither.
+# its running form for the balance after each posting (postings_in_log()): the rebuild restates
+# neither. Users' accounts only: a system account's balance is computed when read.
 INSERT_ACCOUNTS_FROM_LOG = """
     INSERT INTO accounts (id, user_id, balance)
     SELECT account_id, user_id, balance
-    FROM balances_in_log(NULL, %(through_position)s, %(through_time)s, NULL, NULL)
+    FROM balances_in_log(%(through_position)s, %(through_time)s, NULL, NULL)
+    WHERE user_id IS NOT NULL
+"""
+
+CREATE_REBUILT_POSTINGS = """
+    CREATE TEMP TABLE rebuilt_postings ON COMMIT DROP AS
+    SELECT * FROM postings_in_log(%(through_position)s, %(through_time)s)
 """
 
 INSERT_PAYMENTS_FROM_LOG = """
     INSERT INTO payments (id, transaction_id, user_id, account_id, amount, balance_after, created_at)
-    SELECT payment_id, transaction_id, user_id, account_id, amount, balance_after, recorded_at
-    FROM payments_in_log(%(through_position)s, %(through_time)s)
+    SELECT p.position, p.transaction_id, p.user_id, p.account_id, p.amount, posted.balance_after,
+           p.recorded_at
+    FROM log_payments AS p
+    JOIN rebuilt_postings AS posted ON posted.posted_at = p.position AND posted.account_id = p.account_id
+"""
+
+INSERT_TRANSFERS_FROM_LOG = """
+    INSERT INTO transfers (id, position, user_id, idempotency_key, from_account_id, to_account_id, amount,
+                           from_balance_after, to_balance_after, created_at)
+    SELECT t.transfer_id, t.position, t.user_id, t.idempotency_key, t.from_account_id, t.to_account_id,
+           t.amount, from_leg.balance_after, to_leg.balance_after, t.recorded_at
+    FROM log_transfers AS t
+    JOIN rebuilt_postings AS from_leg
+      ON from_leg.posted_at = t.position AND from_leg.account_id = t.from_account_id
+    JOIN rebuilt_postings AS to_leg
+      ON to_leg.posted_at = t.position AND to_leg.account_id = t.to_account_id
+"""
+
+INSERT_REVERSALS_FROM_LOG = """
+    INSERT INTO reversals (id, position, payment_id, user_id, idempotency_key, account_id, amount, reason,
+                           balance_after, created_at)
+    SELECT r.reversal_id, r.position, r.payment_id, r.user_id, r.idempotency_key, r.account_id, r.amount,
+           r.reason, leg.balance_after, r.recorded_at
+    FROM log_reversals AS r
+    JOIN rebuilt_postings AS leg ON leg.posted_at = r.position AND leg.account_id = r.account_id
+"""
+
+# Double entry: the balances the log gives sum to zero, system accounts included; and so do
+# the balances the service keeps (users' accounts in accounts, system accounts computed).
+SELECT_BALANCE_TOTALS = """
+    SELECT (SELECT COALESCE(sum(balance), 0) FROM balances_in_log(NULL, NULL, NULL, NULL)),
+           (SELECT COALESCE(sum(balance), 0) FROM public.ledger_balances)
 """
 
 # Rows of one side missing from the other, or different, for each projection (the temporary
@@ -66,6 +106,14 @@ SELECT_DIFFERENCES = """
         UNION ALL
         SELECT 'payments', row_to_json(r)::text, row_to_json(l)::text
         FROM pg_temp.payments AS r FULL JOIN public.payments AS l ON r.id = l.id
+        WHERE ROW(r.*) IS DISTINCT FROM ROW(l.*)
+        UNION ALL
+        SELECT 'transfers', row_to_json(r)::text, row_to_json(l)::text
+        FROM pg_temp.transfers AS r FULL JOIN public.transfers AS l ON r.id = l.id
+        WHERE ROW(r.*) IS DISTINCT FROM ROW(l.*)
+        UNION ALL
+        SELECT 'reversals', row_to_json(r)::text, row_to_json(l)::text
+        FROM pg_temp.reversals AS r FULL JOIN public.reversals AS l ON r.id = l.id
         WHERE ROW(r.*) IS DISTINCT FROM ROW(l.*)
     ) AS differing
     CROSS JOIN LATERAL (VALUES ('only in rebuild', rebuilt), ('only in live', live)) AS sides (side, row)
@@ -151,10 +199,24 @@ async def replay(
             if not apply_to_live:
                 cursor = await conn.execute(SELECT_DIFFERENCES, {"limit": difference_limit})
                 differences = [Difference(*row) for row in await cursor.fetchall()]
+            differences += await _unbalanced(conn)
             events, user_count, account_count, payment_count, balance_total = totals
             return ReplayReport(events, user_count, account_count, payment_count, balance_total, differences)
     finally:
         await conn.set_isolation_level(None)
+
+
+async def _unbalanced(conn: AsyncConnection) -> list[Difference]:
+    """Return a difference for each side whose balances do not sum to zero (none: balanced)."""
+    cursor = await conn.execute(SELECT_BALANCE_TOTALS)
+    row = await cursor.fetchone()
+    assert row is not None
+    log_total, kept_total = row
+    return [
+        Difference("ledger", side, f"every account's balance sums to {total}, not 0.00")
+        for side, total in (("the log", log_total), ("the projections", kept_total))
+        if total != 0
+    ]
 
 
 async def rebuild(conn: AsyncConnection, cut: Cut = EVERYTHING) -> None:
@@ -163,7 +225,10 @@ async def rebuild(conn: AsyncConnection, cut: Cut = EVERYTHING) -> None:
     await conn.execute(APPLY_USER_EVENTS_FROM_LOG, cut.params)
     await conn.execute(db.SET_BULK_WORK_MEM)
     await conn.execute(INSERT_ACCOUNTS_FROM_LOG, cut.params)
-    await conn.execute(INSERT_PAYMENTS_FROM_LOG, cut.params)
+    await conn.execute(CREATE_REBUILT_POSTINGS, cut.params)
+    await conn.execute(INSERT_PAYMENTS_FROM_LOG)
+    await conn.execute(INSERT_TRANSFERS_FROM_LOG)
+    await conn.execute(INSERT_REVERSALS_FROM_LOG)
 
 
 @dataclass(frozen=True)

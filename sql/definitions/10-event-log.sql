@@ -105,6 +105,36 @@ CREATE OR REPLACE TRIGGER events_chain
     BEFORE INSERT ON events
     FOR EACH ROW EXECUTE FUNCTION chain_event();
 
+-- Double entry, enforced by the database: a ledger transaction that lists its postings (a
+-- transfer, a reversal) has two or more, none of them zero, and they sum to exactly zero.
+CREATE OR REPLACE FUNCTION refuse_unbalanced() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    legs  integer;
+    total numeric;
+    zeros integer;
+BEGIN
+    IF NEW.type IN ('TransferMade', 'PaymentReversed') OR NEW.data ? 'postings' THEN
+        IF jsonb_typeof(NEW.data->'postings') IS DISTINCT FROM 'array' THEN
+            RAISE EXCEPTION 'a % lists its postings', NEW.type USING ERRCODE = 'check_violation';
+        END IF;
+        SELECT count(*), sum((leg->>'amount')::numeric), count(*) FILTER (WHERE (leg->>'amount')::numeric = 0)
+        INTO legs, total, zeros
+        FROM jsonb_array_elements(NEW.data->'postings') AS leg;
+        IF legs < 2 OR total IS DISTINCT FROM 0 OR zeros > 0 THEN
+            RAISE EXCEPTION 'unbalanced ledger transaction: % postings summing to %', legs, total
+                USING ERRCODE = 'check_violation';
+        END IF;
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+-- Named to fire before events_chain (triggers of one event fire in name order).
+CREATE OR REPLACE TRIGGER events_balanced
+    BEFORE INSERT ON events
+    FOR EACH ROW EXECUTE FUNCTION refuse_unbalanced();
+
 -- What auditors read: the log with password hashes replaced by their SHA-256 (redacted(),
 -- sql/0005), the form the feed, exports and hash chains use. A view runs with its owner's
 -- rights, so ledger_auditor reads this without any right on events itself.

@@ -11,12 +11,14 @@ import pty
 import subprocess
 import sys
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import falcon.testing
+import psycopg
 import pytest
 
-from ledger import db
+from ledger import commands, db
 from ledger.config import CHEAPEST_ARGON2, REPO_ROOT, Settings
 from ledger.http.app import create_app
 from ledger.http.auth import Tokens
@@ -163,3 +165,47 @@ def test_export_draws_a_progress_bar_only_on_a_terminal(own_database: str) -> No
     assert b"exported" not in stdout  # the data stays clean
     piped = ledger_cli(own_database, "export")
     assert "exported" not in piped.stderr
+
+
+async def test_transfers_and_reversals_travel_in_the_export_and_replay_to_the_same_books(
+    own_database: str, empty_database: str, tmp_path: Path
+) -> None:
+    """Audit continuity: the feed, the export, the hash chains, verify and an independent
+    replay cover money that moved, with its keys and reasons."""
+    await asyncio.to_thread(fill, own_database)
+    await asyncio.to_thread(move_money, own_database)
+    exported = ledger_cli(own_database, "export")
+    assert exported.returncode == 0, exported.stderr
+    events = [json.loads(line) for line in exported.stdout.splitlines()]
+    transfer = next(e for e in events if e["type"] == "TransferMade")
+    assert transfer["data"]["idempotency_key"] == "move-1" and len(transfer["data"]["postings"]) == 2
+    reversal = next(e for e in events if e["type"] == "PaymentReversed")
+    assert reversal["data"]["reason"] == "refund, line 2"
+    secrets = {"LEDGER_WEBHOOK_SECRETS": TEST_WEBHOOK_SECRET.decode()}
+    verified = ledger_cli(own_database, "verify", **secrets)
+    assert verified.returncode == 0 and "intact" in verified.stdout, verified.stdout
+    export_file = tmp_path / "ledger.jsonl"
+    export_file.write_text(exported.stdout)
+    replayed = replay_from(export_file, empty_database)
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    summary = await audit_summary(own_database, tmp_path)
+    assert f"checksum {summary['checksum']}" in replayed.stdout
+    assert ledger_cli(empty_database, "replay").returncode == 0
+    assert ledger_cli(empty_database, "verify", **secrets).returncode == 0
+
+
+def move_money(database_url: str) -> None:
+    """A transfer and a refund on the small ledger of fill_small_ledger (alice: accounts 10, 11)."""
+
+    async def run() -> None:
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+            alice = (await (await conn.execute("SELECT user_id FROM accounts WHERE id = 10")).fetchone())[0]  # type: ignore[index]
+            await commands.transfer_money(conn, alice, "move-1", commands.Transfer(10, 11, Decimal("1.00")))
+            payment = (
+                await (await conn.execute("SELECT min(id) FROM payments WHERE account_id = 11")).fetchone()
+            )[0]  # type: ignore[index]
+            await commands.reverse_payment(
+                conn, 2, "refund-1", commands.Reversal(payment, Decimal("0.50"), "refund, line 2")
+            )
+
+    asyncio.run(run())

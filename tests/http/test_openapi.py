@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from openapi_spec_validator import validate
 
-from ledger import deliveries, errors, signatures
+from ledger import errors, money, signatures
 from ledger.http import bodies, openapi, parse
 from ledger.http.errors import OUTAGES
 from ledger.http.openapi import ACCESS_EXTENSION
@@ -199,14 +199,12 @@ def delivery_shape_accepted(raw: bytes) -> bool:
 
 
 CENT = Decimal("0.01")
-two_places = st.decimals(min_value=-1, max_value=deliveries.AMOUNT_MAX + 1, places=2)
+two_places = st.decimals(min_value=-1, max_value=money.AMOUNT_MAX + 1, places=2)
 three_places = st.decimals(min_value=0, max_value=100, places=3).filter(lambda d: d != d.quantize(CENT))
 amounts_as_written = st.one_of(
     st.tuples(st.just("string"), st.one_of(two_places, three_places).map(str)),
     st.tuples(st.just("number"), st.one_of(two_places, three_places).map(str)),
-    st.tuples(
-        st.just("number"), st.integers(min_value=-1, max_value=int(deliveries.AMOUNT_MAX) + 1).map(str)
-    ),
+    st.tuples(st.just("number"), st.integers(min_value=-1, max_value=int(money.AMOUNT_MAX) + 1).map(str)),
     st.tuples(
         st.just("string"),
         st.sampled_from(

@@ -1,0 +1,191 @@
+-- Money moving between accounts: transfers between users' accounts, and reversals of payments.
+-- Each is one statement, its own transaction: it appends one event that lists the ledger
+-- transaction's postings (refuse_unbalanced() checks that they sum to zero) and updates the
+-- projections. (How these files run: sql/definitions/10-event-log.sql.)
+--
+-- Locks are always taken in the same order, so that two movements never wait on each other in
+-- a circle: the idempotency key's advisory lock, then users' rows (FOR SHARE, by id), then the
+-- payment's row (reversals), then accounts' rows (FOR UPDATE, by id). receive_payment() takes
+-- a user's row, then an account's, in that order too.
+
+-- The guard shared by both: an amount of whole cents, above 0, at most 10^12.
+CREATE OR REPLACE FUNCTION is_amount(amount numeric) RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT amount IS NOT NULL AND amount > 0 AND amount <= 1000000000000 AND amount = round(amount, 2)
+$$;
+
+-- A transfer from one of a user's accounts to any user's account. outcome:
+--   'created'              recorded now: the transfer
+--   'seen'                 this user already used this key for the same transfer: the original
+--   'idempotency_conflict' this user already used this key for another transfer
+--   'same_account'         from and to are one account
+--   'not_yours'            the source is not one of this (live) user's accounts
+--   'account_not_found'    no live user's account has the destination's id
+--   'insufficient_funds'   the source holds less than the amount (or is below zero)
+-- Only 'created' records anything.
+CREATE OR REPLACE FUNCTION transfer_money(
+    p_user_id bigint, p_idempotency_key text, p_from_account_id bigint, p_to_account_id bigint, p_amount numeric
+) RETURNS TABLE (
+    outcome text, transfer_id bigint, from_account_id bigint, to_account_id bigint, amount numeric,
+    created_at timestamptz
+)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    v_seen       transfers%ROWTYPE;
+    v_owner      bigint;
+    v_to_owner   bigint;
+    v_balance    numeric;
+    v_id         bigint;
+    v_data       jsonb;
+    v_position   bigint;
+    v_recorded   timestamptz;
+    v_from_after numeric;
+    v_to_after   numeric;
+BEGIN
+    IF NOT is_amount(p_amount) OR p_idempotency_key IS NULL OR length(p_idempotency_key) NOT BETWEEN 1 AND 255 THEN
+        RAISE EXCEPTION 'transfer_money: amount % or idempotency key is not one the service sends', p_amount;
+    END IF;
+    -- Requests with one key take turns: a retry that arrives while the first attempt still runs
+    -- waits for it, then finds its transfer below. 1952541044: 'tran'.
+    PERFORM pg_advisory_xact_lock(1952541044, hashtext(p_user_id || ':' || p_idempotency_key));
+    SELECT * INTO v_seen FROM transfers AS t WHERE t.user_id = p_user_id AND t.idempotency_key = p_idempotency_key;
+    IF FOUND THEN
+        RETURN QUERY SELECT
+            CASE WHEN (v_seen.from_account_id, v_seen.to_account_id, v_seen.amount)
+                      = (p_from_account_id, p_to_account_id, p_amount)
+                 THEN 'seen' ELSE 'idempotency_conflict' END,
+            v_seen.id, v_seen.from_account_id, v_seen.to_account_id, v_seen.amount, v_seen.created_at;
+        RETURN;
+    END IF;
+    IF p_from_account_id = p_to_account_id THEN
+        RETURN QUERY SELECT 'same_account', NULL::bigint, p_from_account_id, p_to_account_id, p_amount, NULL::timestamptz;
+        RETURN;
+    END IF;
+
+    -- Owners never change: read them, then lock both users (a deletion waits for us, or we for it).
+    SELECT a.user_id INTO v_owner FROM accounts AS a WHERE a.id = p_from_account_id;
+    SELECT a.user_id INTO v_to_owner FROM accounts AS a WHERE a.id = p_to_account_id;
+    PERFORM 1 FROM users AS u WHERE u.id IN (p_user_id, v_to_owner) ORDER BY u.id FOR SHARE;
+    IF v_owner IS DISTINCT FROM p_user_id
+       OR NOT EXISTS (SELECT 1 FROM users AS u WHERE u.id = p_user_id AND NOT u.deleted) THEN
+        RETURN QUERY SELECT 'not_yours', NULL::bigint, p_from_account_id, p_to_account_id, p_amount, NULL::timestamptz;
+        RETURN;
+    END IF;
+    IF v_to_owner IS NULL OR NOT EXISTS (SELECT 1 FROM users AS u WHERE u.id = v_to_owner AND NOT u.deleted) THEN
+        RETURN QUERY SELECT 'account_not_found', NULL::bigint, p_from_account_id, p_to_account_id, p_amount,
+                            NULL::timestamptz;
+        RETURN;
+    END IF;
+
+    -- Both accounts, in id order: transfers both ways between two accounts never deadlock.
+    PERFORM 1 FROM accounts AS a WHERE a.id IN (p_from_account_id, p_to_account_id) ORDER BY a.id FOR UPDATE;
+    SELECT a.balance INTO v_balance FROM accounts AS a WHERE a.id = p_from_account_id;
+    IF v_balance < p_amount THEN
+        RETURN QUERY SELECT 'insufficient_funds', NULL::bigint, p_from_account_id, p_to_account_id, p_amount,
+                            NULL::timestamptz;
+        RETURN;
+    END IF;
+
+    v_id := nextval('transfer_ids');
+    v_data := jsonb_build_object(
+        'transfer_id', v_id, 'user_id', p_user_id, 'idempotency_key', p_idempotency_key,
+        'from_account_id', p_from_account_id, 'to_account_id', p_to_account_id, 'amount', p_amount::numeric(20,2)::text,
+        'postings', jsonb_build_array(
+            jsonb_build_object('account_id', p_from_account_id, 'amount', (-p_amount)::numeric(20,2)::text),
+            jsonb_build_object('account_id', p_to_account_id, 'amount', p_amount::numeric(20,2)::text)));
+    INSERT INTO events (stream, type, data) VALUES ('transfer-' || v_id, 'TransferMade', v_data)
+    RETURNING position, recorded_at INTO v_position, v_recorded;
+    UPDATE accounts AS a SET balance = a.balance - p_amount WHERE a.id = p_from_account_id
+    RETURNING a.balance INTO v_from_after;
+    UPDATE accounts AS a SET balance = a.balance + p_amount WHERE a.id = p_to_account_id
+    RETURNING a.balance INTO v_to_after;
+    INSERT INTO transfers (id, position, user_id, idempotency_key, from_account_id, to_account_id, amount,
+                           from_balance_after, to_balance_after, created_at)
+    VALUES (v_id, v_position, p_user_id, p_idempotency_key, p_from_account_id, p_to_account_id, p_amount,
+            v_from_after, v_to_after, v_recorded);
+    RETURN QUERY SELECT 'created', v_id, p_from_account_id, p_to_account_id, p_amount, v_recorded;
+END
+$$;
+
+-- A refund or a chargeback: all or part of a received payment taken back from the user's account
+-- (which may go below zero: a chargeback is not optional) to the provider's clearing account.
+-- outcome: 'created', 'seen', 'idempotency_conflict' (as for transfers, per admin and key),
+-- 'payment_not_found', 'reversal_exceeds_payment' (the payment's reversals would sum to more
+-- than its amount). Only 'created' records anything.
+CREATE OR REPLACE FUNCTION reverse_payment(
+    p_user_id bigint, p_idempotency_key text, p_payment_id bigint, p_amount numeric, p_reason text
+) RETURNS TABLE (
+    outcome text, reversal_id bigint, payment_id bigint, account_id bigint, amount numeric, reason text,
+    created_at timestamptz
+)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    v_seen     reversals%ROWTYPE;
+    v_payment  payments%ROWTYPE;
+    v_reversed numeric;
+    v_id       bigint;
+    v_data     jsonb;
+    v_position bigint;
+    v_recorded timestamptz;
+    v_after    numeric;
+BEGIN
+    IF NOT is_amount(p_amount) OR p_reason IS NULL OR p_idempotency_key IS NULL
+       OR length(p_idempotency_key) NOT BETWEEN 1 AND 255 THEN
+        RAISE EXCEPTION 'reverse_payment: amount %, reason or idempotency key is not one the service sends', p_amount;
+    END IF;
+    PERFORM pg_advisory_xact_lock(1919252082, hashtext(p_user_id || ':' || p_idempotency_key));  -- 'reve'
+    SELECT * INTO v_seen FROM reversals AS r WHERE r.user_id = p_user_id AND r.idempotency_key = p_idempotency_key;
+    IF FOUND THEN
+        RETURN QUERY SELECT
+            CASE WHEN (v_seen.payment_id, v_seen.amount, v_seen.reason) = (p_payment_id, p_amount, p_reason)
+                 THEN 'seen' ELSE 'idempotency_conflict' END,
+            v_seen.id, v_seen.payment_id, v_seen.account_id, v_seen.amount, v_seen.reason, v_seen.created_at;
+        RETURN;
+    END IF;
+
+    -- The payment's row lock makes reversals of one payment take turns: their sum is read after
+    -- every earlier one committed.
+    SELECT * INTO v_payment FROM payments AS p WHERE p.id = p_payment_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'payment_not_found', NULL::bigint, p_payment_id, NULL::bigint, p_amount, p_reason,
+                            NULL::timestamptz;
+        RETURN;
+    END IF;
+    SELECT COALESCE(sum(r.amount), 0) INTO v_reversed FROM reversals AS r WHERE r.payment_id = p_payment_id;
+    IF v_reversed + p_amount > v_payment.amount THEN
+        RETURN QUERY SELECT 'reversal_exceeds_payment', NULL::bigint, p_payment_id, v_payment.account_id, p_amount,
+                            p_reason, NULL::timestamptz;
+        RETURN;
+    END IF;
+
+    PERFORM 1 FROM accounts AS a WHERE a.id = v_payment.account_id FOR UPDATE;
+    v_id := nextval('reversal_ids');
+    v_data := jsonb_build_object(
+        'reversal_id', v_id, 'payment_id', p_payment_id, 'transaction_id', v_payment.transaction_id,
+        'user_id', p_user_id, 'idempotency_key', p_idempotency_key, 'account_id', v_payment.account_id,
+        'amount', p_amount::numeric(20,2)::text, 'reason', p_reason,
+        'postings', jsonb_build_array(
+            jsonb_build_object('account_id', v_payment.account_id, 'amount', (-p_amount)::numeric(20,2)::text),
+            jsonb_build_object('account_id', provider_clearing_account(), 'amount', p_amount::numeric(20,2)::text)));
+    INSERT INTO events (stream, type, data) VALUES ('reversal-' || v_id, 'PaymentReversed', v_data)
+    RETURNING position, recorded_at INTO v_position, v_recorded;
+    UPDATE accounts AS a SET balance = a.balance - p_amount WHERE a.id = v_payment.account_id
+    RETURNING a.balance INTO v_after;
+    INSERT INTO reversals (id, position, payment_id, user_id, idempotency_key, account_id, amount, reason,
+                           balance_after, created_at)
+    VALUES (v_id, v_position, p_payment_id, p_user_id, p_idempotency_key, v_payment.account_id, p_amount,
+            p_reason, v_after, v_recorded);
+    RETURN QUERY SELECT 'created', v_id, p_payment_id, v_payment.account_id, p_amount, p_reason, v_recorded;
+END
+$$;
+
+REVOKE EXECUTE ON FUNCTION
+    transfer_money(bigint, text, bigint, bigint, numeric),
+    reverse_payment(bigint, text, bigint, numeric, text)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    transfer_money(bigint, text, bigint, bigint, numeric),
+    reverse_payment(bigint, text, bigint, numeric, text)
+    TO ledger_runtime;
