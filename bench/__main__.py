@@ -1,4 +1,4 @@
-"""`python -m bench all | webhook | accounts | login | ceiling | generator | growth`.
+"""`python -m bench all | webhook | accounts | login | ceiling | generator | growth | failover`.
 
 Each run starts on a fresh database (on --database-url's server, or an embedded PostgreSQL),
 seeds it in SQL, starts `ledger serve` itself, and prints a table, or one JSON object with --json.
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import simplejson
 
+from bench import failover
 from bench.growth import growth
 from bench.run import ALL, SCENARIOS, Options, run, table
 from bench.seed import Population
@@ -21,7 +22,7 @@ from bench.seed import Population
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("scenario", choices=("all", *SCENARIOS, "growth"))
+    parser.add_argument("scenario", choices=("all", *SCENARIOS, "growth", "failover"))
     parser.add_argument(
         "--database-url",
         help="a PostgreSQL server where databases can be created (default: start an embedded one)",
@@ -39,6 +40,12 @@ def main(argv: list[str] | None = None) -> int:
         default=3,
         help="all: rounds in which the ceilings and the service take turns, splitting --duration; "
         "growth: turns each variant takes, each for --duration (default 3)",
+    )
+    parser.add_argument(
+        "--deliveries",
+        type=int,
+        default=failover.DELIVERIES,
+        help="failover: distinct deliveries, the primary lost after half of them (default %(default)s)",
     )
     parser.add_argument("--keep-logs", type=Path, help="keep the server logs in this directory")
     args = parser.parse_args(argv)
@@ -64,7 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-logs-") as temporary:
         log_dir = args.keep_logs or Path(temporary)
         log_dir.mkdir(parents=True, exist_ok=True)
-        if args.scenario == "growth":
+        if args.scenario == "failover":
+            report = failover.drill(args.deliveries, args.concurrency, args.workers, log_dir)
+            text = simplejson.dumps(report, indent=2)
+        elif args.scenario == "growth":
             report = growth(options, log_dir, args.rounds)
             text = simplejson.dumps(report, indent=2)
         else:

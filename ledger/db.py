@@ -171,7 +171,9 @@ def migrate(database_url: str, migrations_dir: Path, *, with_seeds: bool = True)
     with psycopg.connect(database_url, autocommit=True) as lock_conn:
         lock_conn.execute("SELECT pg_advisory_lock(%(key)s)", {"key": MIGRATION_LOCK_KEY})
         try:
-            backend = get_backend(yoyo_url(database_url))
+            # yoyo reads one host from a URL: give it the server this connection found
+            # (the primary, of a URL that lists several hosts).
+            backend = get_backend(yoyo_url(url_of_server(database_url, lock_conn)))
             try:
                 migrations = read_migrations(str(migrations_dir))
                 with backend.lock():
@@ -226,12 +228,43 @@ async def applied_migration_hashes(conn: AsyncConnection) -> frozenset[str]:
     return frozenset(row[0] for row in await cursor.fetchall())
 
 
+def url_of_server(database_url: str, conn: psycopg.Connection) -> str:
+    """Return database_url naming only the host and port that conn is connected to.
+
+    A URL may list several hosts (`host1:5432,host2:5432` with target_session_attrs=read-write):
+    libpq tries each until one is the primary. Tools that read one host (yoyo) get that one.
+    """
+    if "," not in urlsplit(database_url).netloc:
+        return database_url
+    parts = urlsplit(database_url)
+    credentials, _, _ = parts.netloc.rpartition("@")
+    host = conn.info.host
+    server = f"[{host}]" if ":" in host else host
+    netloc = f"{credentials}@{server}:{conn.info.port}" if credentials else f"{server}:{conn.info.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def yoyo_url(database_url: str) -> str:
     """Return database_url with the scheme that makes yoyo use psycopg 3."""
     scheme, _, rest = database_url.partition("://")
     if scheme not in POSTGRES_URL_SCHEMES or not rest:
         raise ValueError("the database URL must look like postgresql://user@host:5432/dbname")
     return f"postgresql+psycopg://{rest}"
+
+
+class CommitNotReplicatedError(Exception):
+    """A commit returned without the synchronous standby's confirmation: PostgreSQL stopped
+    waiting for it (a statement timeout, a cancel request) and said so in a WARNING. The change
+    is on the primary only, and a failover may discard it: the request must not be acknowledged
+    (503); its sender retries, and the ledger's idempotency makes the retry safe either way."""
+
+
+# The WARNING of a commit whose wait for the synchronous standby was cancelled ("canceling wait
+# for synchronous replication ... already committed locally, but might not have been replicated")
+# carries no SQLSTATE of its own: the generic warning's. The ledger's SQL raises no warning of its
+# own, so any generic warning on a serving connection is taken for that one: at worst a request
+# is retried once more, never acknowledged wrongly.
+WARNING_SQLSTATE = "01000"
 
 
 class PooledConnection(AsyncConnection):
@@ -245,6 +278,8 @@ class PooledConnection(AsyncConnection):
     """
 
     _kept_cursor: AsyncCursor | None = None
+    # Set by the notice handler (see _configure); read and cleared as the connection goes back.
+    unreplicated_commit: str | None = None
 
     def kept_cursor(self) -> AsyncCursor:
         if self._kept_cursor is None or self._kept_cursor.closed:
@@ -262,6 +297,13 @@ async def _configure(conn: AsyncConnection) -> None:
     # Autocommit: a webhook delivery is one statement, its own transaction, one round trip.
     # Every multi-statement use case opens `conn.transaction()` explicitly.
     await conn.set_autocommit(True)
+    if isinstance(conn, PooledConnection):
+        conn.add_notice_handler(lambda notice: _note_warning(conn, notice))
+
+
+def _note_warning(conn: PooledConnection, notice: psycopg.errors.Diagnostic) -> None:
+    if notice.sqlstate == WARNING_SQLSTATE and notice.severity_nonlocalized == "WARNING":
+        conn.unreplicated_commit = notice.message_primary or WARNING_SQLSTATE
 
 
 def serving_conninfo(database_url: str, *, statement_timeout_s: float) -> str:
@@ -378,4 +420,10 @@ class Checkout:
     async def __aexit__(self, *exc_info: object) -> None:
         conn, self._conn = self._conn, None
         assert conn is not None
+        warning = getattr(conn, "unreplicated_commit", None)
+        if warning:
+            conn.unreplicated_commit = None  # type: ignore[attr-defined]
         await self._pool.putconn(conn)
+        if warning and exc_info[0] is None:
+            log.error("a commit was not confirmed by the synchronous standby: %s", warning)
+            raise CommitNotReplicatedError(warning)

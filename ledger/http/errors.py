@@ -15,7 +15,7 @@ import falcon
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from ledger import errors
+from ledger import db, errors
 from ledger.passwords import HashingBusyError
 
 log = logging.getLogger(__name__)
@@ -54,10 +54,12 @@ STATUS_OF: dict[type[errors.LedgerError], int] = {
 # What the service answers 503 for (not a refusal: try again), each code with its message.
 DATABASE_UNAVAILABLE = "database_unavailable"
 DATABASE_BUSY = "database_busy"
+NOT_REPLICATED = "not_replicated"
 HASHING_BUSY = "busy"
 OUTAGES: dict[str, str] = {
     DATABASE_UNAVAILABLE: "The database is unavailable; try again shortly.",
     DATABASE_BUSY: "The database took too long to answer; try again shortly.",
+    NOT_REPLICATED: "The change is not yet safe on the standby database; send the same request again.",
     HASHING_BUSY: "The service is busy checking passwords; try again shortly.",
 }
 
@@ -86,6 +88,13 @@ async def handle_statement_timeout(req: Any, resp: Any, error: Exception, params
     """A statement ran past the statement timeout and PostgreSQL cancelled it: busy, not a bug."""
     log.error("statement cancelled on %s %s: %s", req.method, req.path, type(error).__name__)
     _render(resp, 503, DATABASE_BUSY, OUTAGES[DATABASE_BUSY])
+    resp.set_header("Retry-After", "1")
+
+
+async def handle_commit_not_replicated(req: Any, resp: Any, error: Exception, params: Any) -> None:
+    """A write committed on the primary but unconfirmed by its synchronous standby (ledger.db):
+    not acknowledged. The same request again is safe: it moves no money twice."""
+    _render(resp, 503, NOT_REPLICATED, OUTAGES[NOT_REPLICATED])
     resp.set_header("Retry-After", "1")
 
 
@@ -132,4 +141,5 @@ def register_error_handlers(app: falcon.asgi.App, pool: AsyncConnectionPool | No
     app.add_error_handler(psycopg.OperationalError, database_unavailable)
     app.add_error_handler(PoolTimeout, database_unavailable)
     app.add_error_handler(psycopg.errors.QueryCanceled, handle_statement_timeout)
+    app.add_error_handler(db.CommitNotReplicatedError, handle_commit_not_replicated)
     app.add_error_handler(HashingBusyError, handle_hashing_busy)

@@ -17,7 +17,14 @@ from ledger import errors
 from ledger.http import bodies, parse, schemas
 from ledger.http.auth import PUBLIC, USER
 from ledger.http.bodies import BIGINT_MAX, Body
-from ledger.http.errors import DATABASE_BUSY, DATABASE_UNAVAILABLE, HASHING_BUSY, OUTAGES, STATUS_OF
+from ledger.http.errors import (
+    DATABASE_BUSY,
+    DATABASE_UNAVAILABLE,
+    HASHING_BUSY,
+    NOT_REPLICATED,
+    OUTAGES,
+    STATUS_OF,
+)
 from ledger.http.schemas import ref
 
 if TYPE_CHECKING:
@@ -30,7 +37,8 @@ ACCESS_EXTENSION = "x-ledger-access"  # public, user, audit or admin: who may ca
 SECURITY_SCHEME = "bearerAuth"
 SECONDS: Schema = {"type": "string", "pattern": "^[0-9]+$"}
 BODY_REFUSALS = (errors.MalformedRequestError, errors.InvalidFieldError, errors.BodyTooLargeError)
-UNAVAILABLE = (DATABASE_UNAVAILABLE, DATABASE_BUSY)
+# A write on a primary whose synchronous standby did not confirm it is not acknowledged either.
+UNAVAILABLE = (DATABASE_UNAVAILABLE, DATABASE_BUSY, NOT_REPLICATED)
 
 
 @dataclass(frozen=True)
