@@ -276,7 +276,7 @@ async def _replay_export(url: str, lines: Iterable[str]) -> ExportReplay:
 
 def run_export(settings: Settings, after: feed.Cursor) -> int:
     with database(settings) as url, reader_may_leave():
-        asyncio.run(_export(url, after))
+        asyncio.run(_export(settings.replica_url or url, after))
     return 0
 
 
@@ -293,7 +293,7 @@ async def _export(url: str, after: feed.Cursor) -> None:
 
 def run_verify(settings: Settings) -> int:
     with database(settings) as url:
-        report = asyncio.run(_verify(url, settings.webhooks))
+        report = asyncio.run(_verify(settings.replica_url or url, settings.webhooks))
     with reader_may_leave():
         for finding in report.findings:
             print(finding)

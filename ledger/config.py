@@ -97,6 +97,9 @@ class Settings:
     environment: str = DEVELOPMENT
     # The tables' owner, for migrations; None: database_url (which then also migrates).
     owner_database_url: str | None = None
+    # A hot standby that serves the auditors' reads (the feed, /audit/*, export, verify);
+    # None: the primary serves them too.
+    replica_url: str | None = None
     argon2: Argon2Cost = Argon2Cost()
     password_hashing: PasswordHashing = PasswordHashing()
     pool_size_min: int = 2
@@ -132,6 +135,7 @@ def settings_from_environment(environ: Mapping[str, str]) -> Settings:
     return Settings(
         database_url=_database_url(environ, "LEDGER_DATABASE_URL"),
         owner_database_url=_database_url(environ, "LEDGER_OWNER_DATABASE_URL"),
+        replica_url=_database_url(environ, "LEDGER_REPLICA_URL"),
         environment=environment_of(environ),
         data_dir=data_dir,
         migrations_dir=_migrations_dir(environ),

@@ -19,36 +19,49 @@ from ledger.passwords import Passwords
 
 
 class PoolLifespan:
-    """Falcon middleware: open the pool when the server starts, close it when it stops.
+    """Falcon middleware: open the pools when the server starts, close them when it stops.
 
-    In the ASGI lifespan, so that the pool lives in the server's event loop and closes before
+    In the ASGI lifespan, so that the pools live in the server's event loop and close before
     uvicorn hands a Ctrl-C back to the process.
     """
 
-    def __init__(self, pool: AsyncConnectionPool) -> None:
-        self._pool = pool
+    def __init__(self, *pools: AsyncConnectionPool) -> None:
+        self._pools = pools
 
     async def process_startup(self, scope: object, event: object) -> None:
-        await self._pool.open(wait=True)
+        for pool in self._pools:
+            await pool.open(wait=True)
 
     async def process_shutdown(self, scope: object, event: object) -> None:
-        await self._pool.close()
+        for pool in self._pools:
+            await pool.close()
 
 
 def create_app(
-    settings: Settings, pool: AsyncConnectionPool, *, pool_lifespan: bool = True
+    settings: Settings,
+    pool: AsyncConnectionPool,
+    *,
+    audit_pool: AsyncConnectionPool | None = None,
+    pool_lifespan: bool = True,
 ) -> falcon.asgi.App:
     """Return the ASGI app serving every route of ledger.http.routes from pool.
 
-    With pool_lifespan, the app opens and closes the pool with the server; without it (tests
-    that share one pool), the caller does.
+    audit_pool (a replica's) serves the auditors' reads; without it, pool does. With
+    pool_lifespan, the app opens and closes the pools with the server; without it (tests that
+    share one pool), the caller does.
     """
     tokens = Tokens(settings.jwt_secret, settings.token_ttl_s)
     metrics = observe.Metrics(pool)
     wiring = routes.Wiring(
-        settings, pool, Passwords.of(settings.argon2, settings.password_hashing), tokens, metrics
+        settings,
+        pool,
+        Passwords.of(settings.argon2, settings.password_hashing),
+        tokens,
+        metrics,
+        audit_pool or pool,
     )
-    middleware: list[Any] = [PoolLifespan(pool)] if pool_lifespan else []
+    pools = [pool] if audit_pool is None else [pool, audit_pool]
+    middleware: list[Any] = [PoolLifespan(*pools)] if pool_lifespan else []
     middleware.append(observe.Telemetry(metrics))  # first: it times and logs what follows
     middleware.append(Authentication(pool, tokens, routes.access_of()))
     app = falcon.asgi.App(middleware=middleware)

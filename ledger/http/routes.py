@@ -41,6 +41,9 @@ class Wiring:
     passwords: Passwords
     tokens: Tokens
     metrics: observe.Metrics
+    # The auditors' reads (the feed, /audit/*): a replica's pool when LEDGER_REPLICA_URL is
+    # set, else `pool`. Reads of one's own data stay on `pool`, which has every write.
+    audit_pool: AsyncConnectionPool
 
 
 @dataclass(frozen=True)
@@ -293,7 +296,7 @@ ROUTES: tuple[Route, ...] = (
     Route(
         ("/audit/trial-balance",),
         AUDIT,
-        lambda w: audit.TrialBalance(w.pool),
+        lambda w: audit.TrialBalance(w.audit_pool),
         {
             "get": Operation(
                 "trialBalance",
@@ -308,7 +311,7 @@ ROUTES: tuple[Route, ...] = (
     Route(
         ("/events",),
         AUDIT,
-        lambda w: audit.EventFeed(w.pool),
+        lambda w: audit.EventFeed(w.audit_pool),
         {
             "get": Operation(
                 "listEvents",
@@ -323,7 +326,7 @@ ROUTES: tuple[Route, ...] = (
     Route(
         ("/audit/summary",),
         AUDIT,
-        lambda w: audit.AuditSummary(w.pool),
+        lambda w: audit.AuditSummary(w.audit_pool),
         {
             "get": Operation(
                 "auditSummary",
@@ -338,7 +341,7 @@ ROUTES: tuple[Route, ...] = (
     Route(
         ("/audit/payments",),
         AUDIT,
-        lambda w: audit.AllPayments(w.pool),
+        lambda w: audit.AllPayments(w.audit_pool),
         {
             "get": Operation(
                 "auditPayments",

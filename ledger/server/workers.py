@@ -12,6 +12,7 @@ from typing import Any
 import falcon.asgi
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
+from psycopg_pool import AsyncConnectionPool
 from uvicorn.supervisors import Multiprocess
 
 from ledger import db, logs
@@ -95,6 +96,11 @@ def worker_app() -> falcon.asgi.App:
     logs.configure()  # a worker process starts afresh: it logs JSON like the main one
     settings = settings_from_environment(os.environ)
     assert settings.database_url, "serve() sets LEDGER_DATABASE_URL before starting the workers"
-    conninfo = db.serving_conninfo(settings.database_url, statement_timeout_s=settings.statement_timeout_s)
-    pool = db.create_pool(conninfo, settings.pool_size_min, settings.pool_size_max, settings.pool_timeout_s)
-    return create_app(settings, pool)
+    pool = _serving_pool(settings, settings.database_url)
+    audit_pool = _serving_pool(settings, settings.replica_url) if settings.replica_url else None
+    return create_app(settings, pool, audit_pool=audit_pool)
+
+
+def _serving_pool(settings: Settings, url: str) -> AsyncConnectionPool:
+    conninfo = db.serving_conninfo(url, statement_timeout_s=settings.statement_timeout_s)
+    return db.create_pool(conninfo, settings.pool_size_min, settings.pool_size_max, settings.pool_timeout_s)
