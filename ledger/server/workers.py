@@ -95,6 +95,16 @@ def worker_app() -> falcon.asgi.App:
     logs.configure()  # a worker process starts afresh: it logs JSON like the main one
     settings = settings_from_environment(os.environ)
     assert settings.database_url, "serve() sets LEDGER_DATABASE_URL before starting the workers"
-    conninfo = db.serving_conninfo(settings.database_url, statement_timeout_s=settings.statement_timeout_s)
-    pool = db.create_pool(conninfo, settings.pool_size_min, settings.pool_size_max, settings.pool_timeout_s)
+    conninfo = db.serving_conninfo(
+        settings.database_url,
+        statement_timeout_s=settings.statement_timeout_s,
+        pooler=settings.database_pooler,
+    )
+    pool = db.create_pool(
+        conninfo,
+        settings.pool_size_min,
+        settings.pool_size_max,
+        settings.pool_timeout_s,
+        prepared_statements=settings.database_pooler is None,
+    )
     return create_app(settings, pool)
