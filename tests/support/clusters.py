@@ -133,6 +133,14 @@ def init_cluster(data_dir: Path) -> None:
     )
 
 
+def append_settings(data_dir: Path, settings: Mapping[str, str]) -> None:
+    """Append settings to the cluster's postgresql.conf (quoted: values with spaces and %
+    survive, as an archive_command's do)."""
+    lines = "".join(f"{name} = '{value.replace(chr(39), chr(39) * 2)}'\n" for name, value in settings.items())
+    with (data_dir / "postgresql.conf").open("a", encoding="utf-8") as conf:
+        conf.write(lines)
+
+
 @contextmanager
 def running_cluster(data_dir: Path, settings: Mapping[str, str] | None = None) -> Iterator[Cluster]:
     """Start the cluster in data_dir on a free loopback port (with these settings as -c options),
