@@ -1,4 +1,4 @@
-"""`python -m bench all | webhook | accounts | login | ceiling | generator | growth`.
+"""`python -m bench all | webhook [--through-pgbouncer] | accounts | login | ceiling | generator | growth`.
 
 Each run starts on a fresh database (on --database-url's server, or an embedded PostgreSQL),
 seeds it in SQL, starts `ledger serve` itself, and prints a table, or one JSON object with --json.
@@ -40,6 +40,12 @@ def main(argv: list[str] | None = None) -> int:
         help="all: rounds in which the ceilings and the service take turns, splitting --duration; "
         "growth: turns each variant takes, each for --duration (default 3)",
     )
+    parser.add_argument(
+        "--through-pgbouncer",
+        action="store_true",
+        help="webhook: also run it through PgBouncer in transaction mode, in the same rounds "
+        "(needs Debian's pgbouncer and a --database-url reached over TCP)",
+    )
     parser.add_argument("--keep-logs", type=Path, help="keep the server logs in this directory")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -60,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         events=args.events,
         scenarios=scenarios,
         rounds=args.rounds,
+        through_pgbouncer=args.through_pgbouncer,
     )
     with tempfile.TemporaryDirectory(prefix="bench-logs-") as temporary:
         log_dir = args.keep_logs or Path(temporary)

@@ -54,3 +54,18 @@ def test_the_audit_bench_fills_a_valid_log_that_replays_equal_and_verifies_intac
     assert report["events"] == 3000 + 50 + 1000 + 3  # payments, accounts, its users, the seeds
     (run,) = report["runs"]
     assert run["replay_equal"] is True and run["verify_intact"] is True, finished.stderr
+
+
+def test_the_webhook_through_pgbouncer_runs_beside_the_direct_one_and_the_sums_match(server_url: str) -> None:
+    """`python -m bench webhook --through-pgbouncer`, briefly: both servers answer every delivery,
+    in the same rounds, and what they credited adds up."""
+    command = [sys.executable, "-m", "bench", "webhook", "--through-pgbouncer", "--database-url", server_url]
+    command += ["--json", "--duration", "2", "--rounds", "2", "--concurrency", "4", "--users", "20"]
+    finished = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert finished.returncode == 0, finished.stderr
+    report = json.loads(finished.stdout)
+    pooled = report["scenarios"]["webhook_pgbouncer"]
+    assert pooled["requests"] > 0 and pooled["errors"] == 0, pooled
+    assert pooled["statuses"] == {"201": pooled["requests"]}
+    assert pooled["ratio_to_direct"] > 0 and len(pooled["ratio_to_direct_per_round"]) == 2
+    assert report["sums_match"] is True, report["sums"]
