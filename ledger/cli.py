@@ -252,8 +252,9 @@ def run_replay(settings: Settings, apply_to_live: bool) -> int:
         for difference in report.differences:
             print(f"  {difference.projection}: {difference.side}: {difference.row}")
         if report.equal:
-            # The balances' checksum, as `GET /audit/summary` and `ledger replay --from` give it:
-            # the projections equal the rebuild, so it is the log's as well.
+            # The balances' checksum, as `GET /audit/summary` and `ledger replay --from` give it,
+            # read just after the comparison: the rebuild's too unless a payment came in between
+            # (on a quiet database, a restored backup, it is the log's at that point).
             print(f"checksum {summary.checksum}")
     return 0 if report.equal else 1
 
