@@ -47,8 +47,8 @@ def _as_service_user() -> dict[str, object]:
 
 
 def _service_env(user: pwd.struct_passwd) -> dict[str, str]:
-    # HOME of the service user: initdb and pg_ctl look there for nothing, but psql-style tools
-    # would read root's files otherwise.
+    # A clean environment: root's PG* variables (PGDATA, PGPORT, PGHOST) must not steer the
+    # service user's tools, and its HOME is its own.
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": user.pw_dir, "LC_ALL": "C.UTF-8"}
 
 
