@@ -42,10 +42,10 @@ def main(argv: list[str] | None = None) -> int:
         "growth: turns each variant takes, each for --duration (default 3)",
     )
     parser.add_argument(
-        "--deliveries",
-        type=int,
-        default=failover.DELIVERIES,
-        help="failover: distinct deliveries, the primary lost after half of them (default %(default)s)",
+        "--through-pgbouncer",
+        action="store_true",
+        help="webhook: also run it through PgBouncer in transaction mode, in the same rounds "
+        "(needs Debian's pgbouncer and a --database-url reached over TCP)",
     )
     parser.add_argument("--keep-logs", type=Path, help="keep the server logs in this directory")
     args = parser.parse_args(argv)
@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         events=args.events,
         scenarios=scenarios,
         rounds=args.rounds,
+        through_pgbouncer=args.through_pgbouncer,
     )
     with tempfile.TemporaryDirectory(prefix="bench-logs-") as temporary:
         log_dir = args.keep_logs or Path(temporary)

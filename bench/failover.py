@@ -196,7 +196,10 @@ def drill(deliveries: int, concurrency: int, workers: int, log_dir: Path) -> dic
     started = time.monotonic()
     with clusters.formation() as formation:
         formed_s = time.monotonic() - started
-        with psycopg.connect(clusters.url(formation.primary().port), autocommit=True) as conn:
+        primary_port = formation.primary().port
+        with psycopg.connect(
+            f"postgresql://postgres@{clusters.HOST}:{primary_port}/postgres", autocommit=True
+        ) as conn:
             conn.execute("CREATE DATABASE ledger")
         database_url = formation.database_url("ledger")
         db.migrate(database_url, REPO_ROOT / "sql")

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -20,7 +20,7 @@ from typing import Any
 
 import simplejson
 
-from bench import ceiling, load, seed, server
+from bench import ceiling, load, pooler, seed, server
 from bench.figures import Figures, Slice, machine_cpu, median_or_none, ratio, ratios_per_round
 from bench.seed import Population
 from ledger import db, signatures
@@ -50,6 +50,8 @@ class Options:
     events: int
     scenarios: tuple[str, ...]
     rounds: int = 3
+    # webhook: also run it through PgBouncer (transaction mode), in the same rounds.
+    through_pgbouncer: bool = False
 
 
 # The database ---------------------------------------------------------------------------------
@@ -264,6 +266,7 @@ ROUND_SCENARIOS = (
     "ceiling_write",
     "ceiling_read",
     "webhook",
+    "webhook_pgbouncer",
     "webhook_redeliveries",
     "accounts",
     "ceiling_transfers",
@@ -271,6 +274,7 @@ ROUND_SCENARIOS = (
 )
 RATIOS = {
     "webhook": "ceiling_write",
+    "webhook_pgbouncer": "ceiling_write",
     "webhook_redeliveries": "ceiling_write",
     "accounts": "ceiling_read",
     "transfers": "ceiling_transfers",
@@ -338,18 +342,45 @@ def run(options: Options, log_dir: Path) -> dict[str, Any]:
         reads = account_reads(options.population, Tokens(jwt_secret, 3600), host)
         transfers = Transfers(options.population, Tokens(jwt_secret, 3600), host)
         serves = {"webhook", "accounts", "login", "transfers"} & set(options.scenarios)
-        with (
-            server.ledger_serve(
-                url, port, options.workers, jwt_secret, webhook_secret, log_dir / "ledger-serve.log"
+        pooled_port = server.free_port()
+        processes: dict[str, subprocess.Popen[bytes] | None] = {}
+        if options.through_pgbouncer and "webhook" in options.scenarios:
+            deliveries["webhook_pgbouncer"] = Deliveries(
+                options.population, webhook_secret, f"{HOST}:{pooled_port}", 0.0
             )
-            if serves
-            else nullcontext()
-        ) as process:
+        with ExitStack() as stack:
+            process = stack.enter_context(
+                server.ledger_serve(
+                    url, port, options.workers, jwt_secret, webhook_secret, log_dir / "ledger-serve.log"
+                )
+                if serves
+                else nullcontext()
+            )
+            if "webhook_pgbouncer" in deliveries:
+                # A second `ledger serve`, the same in all but its way to PostgreSQL; it idles
+                # while the first one is measured, and the other way round.
+                pooled_url = stack.enter_context(pooler.pooled_login(url))
+                processes["webhook_pgbouncer"] = stack.enter_context(
+                    server.ledger_serve(
+                        pooled_url,
+                        pooled_port,
+                        options.workers,
+                        jwt_secret,
+                        webhook_secret,
+                        log_dir / "ledger-serve-pgbouncer.log",
+                        LEDGER_OWNER_DATABASE_URL=url,
+                        LEDGER_DATABASE_POOLER="transaction",
+                        LEDGER_STATEMENT_TIMEOUT_S=str(pooler.STATEMENT_TIMEOUT_S),
+                    )
+                )
+                report["settings"]["pgbouncer"] = pooler.DESCRIPTION
             balances_gained = Decimal(0)  # by the webhook rounds alone
             for round_number in range(options.rounds):
-                for name in ROUND_SCENARIOS:
+                for name in _round_order(round_number):
                     if _scenario_of(name) not in options.scenarios:
                         continue
+                    if name == "webhook_pgbouncer" and name not in deliveries:
+                        continue  # without --through-pgbouncer
                     server_cpu_before = server.cpu_s(process) if process else 0.0
                     if name == "ceiling_write":
                         script = ceiling.webhook_script(options.population)
@@ -376,8 +407,15 @@ def run(options: Options, log_dir: Path) -> dict[str, Any]:
                         chosen = deliveries[name]
                         chosen.prepare(round(slice_s * PREPARED_PER_S))
                         balances_before, _, _ = seed.totals(url)
+                        pooled = name == "webhook_pgbouncer"
                         measured = measure_load(
-                            port, options, slice_s, chosen.next_request, chosen.on_answer, process, WEBHOOK_OK
+                            pooled_port if pooled else port,
+                            options,
+                            slice_s,
+                            chosen.next_request,
+                            chosen.on_answer,
+                            processes[name] if pooled else process,
+                            WEBHOOK_OK,
                         )
                         balances_gained += seed.totals(url)[0] - balances_before
                     else:
@@ -402,9 +440,9 @@ def run(options: Options, log_dir: Path) -> dict[str, Any]:
             "ceiling_write",
             "ceiling_read",
             "generator",
-            *ROUND_SCENARIOS[2:5],
+            *ROUND_SCENARIOS[2:6],
             "login",
-            *ROUND_SCENARIOS[5:],
+            *ROUND_SCENARIOS[6:],
         ):
             if name in figures:
                 scenarios[name] = figures[name].summary()
@@ -449,12 +487,28 @@ def run(options: Options, log_dir: Path) -> dict[str, Any]:
             per_round = ratios_per_round(figures[name], figures[ceiling_name])
             scenarios[name]["ratio_per_round"] = per_round
             scenarios[name]["median_ratio_of_rounds"] = median_or_none(per_round)
+    if "webhook_pgbouncer" in figures:
+        # The cost of the pooler: the same deliveries, through PgBouncer, over straight to PostgreSQL.
+        pooled = scenarios["webhook_pgbouncer"]
+        pooled["ratio_to_direct"] = ratio(figures["webhook_pgbouncer"].rps, figures["webhook"].rps)
+        pooled["ratio_to_direct_per_round"] = ratios_per_round(
+            figures["webhook_pgbouncer"], figures["webhook"]
+        )
     for name in ("webhook", "webhook_redeliveries", "accounts", "login"):
         if name in figures and "generator" in figures:
             scenarios[name]["share_of_generator_ceiling"] = ratio(figures[name].rps, figures["generator"].rps)
     report["targets"] = targets(report)
     report["load_after"] = [round(x, 2) for x in os.getloadavg()]
     return report
+
+
+def _round_order(round_number: int) -> tuple[str, ...]:
+    """Return the parts of a round in their order: the webhook and its PgBouncer variant swap
+    places every other round, so that neither is always the one that runs first."""
+    if round_number % 2 == 0:
+        return ROUND_SCENARIOS
+    swapped = {"webhook": "webhook_pgbouncer", "webhook_pgbouncer": "webhook"}
+    return tuple(swapped.get(name, name) for name in ROUND_SCENARIOS)
 
 
 def _scenario_of(name: str) -> str:
@@ -541,6 +595,12 @@ def table(report: dict[str, Any]) -> str:
         f"{settings['events_seeded']} events seeded, {settings['database']} PostgreSQL, "
         f"{report['cpus']} CPUs, load {report['load_before']} -> {report['load_after']}"
     )
+    pooled = report["scenarios"].get("webhook_pgbouncer")
+    if pooled:
+        per_round = " ".join(f"{r:.0%}" for r in pooled["ratio_to_direct_per_round"] if r is not None)
+        lines.append(
+            f"webhook through PgBouncer: {pooled['ratio_to_direct']:.0%} of direct (rounds: {per_round})"
+        )
     if "sums_match" in report:
         lines.append(f"sums_match: {str(report['sums_match']).lower()} ({report['sums']})")
     if "server_rss_mb" in report:

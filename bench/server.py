@@ -74,14 +74,22 @@ def _stop(process: subprocess.Popen[bytes], log_path: Path) -> None:
 
 @contextmanager
 def ledger_serve(
-    database_url: str, port: int, workers: int, jwt_secret: bytes, webhook_secret: bytes, log_path: Path
+    database_url: str,
+    port: int,
+    workers: int,
+    jwt_secret: bytes,
+    webhook_secret: bytes,
+    log_path: Path,
+    **more_env: str,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run `ledger serve` on database_url until the block ends (then SIGINT, as Ctrl-C)."""
+    """Run `ledger serve` on database_url (plus those LEDGER_ variables) until the block ends
+    (then SIGINT, as Ctrl-C)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")} | {
         "LEDGER_DATABASE_URL": database_url,
         "LEDGER_JWT_SECRET": jwt_secret.decode(),
         "LEDGER_WEBHOOK_SECRETS": webhook_secret.decode(),
         "LEDGER_DATA_DIR": str(log_path.parent / "ledger-data"),
+        **more_env,
     }
     command = [sys.executable, "-m", "ledger", "serve", "--port", str(port)]
     if workers != 1:

@@ -17,6 +17,7 @@ import psycopg
 
 from ledger import db, logs
 from ledger.audit import export, feed
+from ledger.audit.checksums import BalanceSummary, live_balance_summary
 from ledger.audit.export import ExportReplay, replay_export
 from ledger.audit.verify import VerifyReport, verify
 from ledger.config import PRODUCTION, Settings, environment_of, production_refusals, settings_from_environment
@@ -181,26 +182,32 @@ def run_serve(settings: Settings, host: str, port: int, workers: int) -> int:
         refusals = prepare_database(settings, url)
         if refusals:
             for refusal in refusals:
-                print(f"ledger serve: LEDGER_ENV=production: {refusal}", file=sys.stderr)
+                print(f"ledger serve: {refusal}", file=sys.stderr)
             return 2
         return server.serve(settings, url, host, port, workers)
 
 
 def prepare_database(settings: Settings, url: str) -> list[str]:
-    """Migrate (as the owner) or check that nothing is pending; in production, return why the
-    database refuses to be served (none: it may be served).
+    """Migrate (as the owner) or check that nothing is pending; in production, or behind a
+    transaction pooler, return why the database refuses to be served (none: it may be served).
 
     The owner migrates: LEDGER_OWNER_DATABASE_URL, or else the serving URL itself (development,
     the embedded default). In production without an owner URL the serving login only checks
-    that `ledger migrate` has run: it may not change the schema.
+    that `ledger migrate` has run: it may not change the schema. Behind a transaction pooler
+    neither does it: the migrations hold a session's advisory lock, which the pooler would
+    leave on whichever server connection took it.
     """
-    refusals = db.serving_login_refusals(url) if settings.is_production else []
-    if settings.is_production and settings.owner_database_url is None:
+    production = f"LEDGER_ENV={PRODUCTION}: "
+    refusals = [production + r for r in db.serving_login_refusals(url)] if settings.is_production else []
+    if settings.database_pooler:
+        refusals += db.pooled_session_refusals(url, settings.statement_timeout_s)
+    if settings.owner_database_url is None and (settings.is_production or settings.database_pooler):
         pending = db.pending_migrations(url, settings.migrations_dir)
         if pending:
+            why = production if settings.is_production else "LEDGER_DATABASE_POOLER=transaction: "
             refusals.append(
-                f"{len(pending)} migration(s) are not applied: run `ledger migrate` with the owner's URL "
-                "in LEDGER_OWNER_DATABASE_URL (or give it to `ledger serve` too)"
+                f"{why}{len(pending)} migration(s) are not applied: run `ledger migrate` with the owner's "
+                "URL in LEDGER_OWNER_DATABASE_URL (or give it to `ledger serve` too)"
             )
         return refusals
     if refusals:
@@ -210,7 +217,7 @@ def prepare_database(settings: Settings, url: str) -> list[str]:
     )
     log.info("migrations applied: %s", ", ".join(applied) or "none pending")
     if settings.is_production:
-        refusals += db.seeded_user_refusals(url)
+        refusals += [production + r for r in db.seeded_user_refusals(url)]
     return refusals
 
 
@@ -220,6 +227,14 @@ def owner_url(settings: Settings, url: str) -> str:
 
 
 def run_migrate(settings: Settings) -> int:
+    if settings.database_pooler and settings.owner_database_url is None:
+        # See prepare_database: a session advisory lock, and yoyo's prepared statements.
+        print(
+            "ledger migrate: LEDGER_DATABASE_POOLER=transaction: migrations go straight to PostgreSQL, "
+            "not through the pooler: set LEDGER_OWNER_DATABASE_URL to the owner's direct URL",
+            file=sys.stderr,
+        )
+        return 2
     with database(settings) as url:
         applied = db.migrate(
             owner_url(settings, url), settings.migrations_dir, with_seeds=not settings.is_production
@@ -231,18 +246,24 @@ def run_migrate(settings: Settings) -> int:
 
 def run_replay(settings: Settings, apply_to_live: bool) -> int:
     with database(settings) as url:
-        report = asyncio.run(_replay(owner_url(settings, url), apply_to_live))
+        report, summary = asyncio.run(_replay(owner_url(settings, url), apply_to_live))
     with reader_may_leave():
         print(report.summary())
         for difference in report.differences:
             print(f"  {difference.projection}: {difference.side}: {difference.row}")
+        if report.equal:
+            # The balances' checksum, as `GET /audit/summary` and `ledger replay --from` give it,
+            # read just after the comparison: the rebuild's too unless a payment came in between
+            # (on a quiet database, a restored backup, it is the log's at that point).
+            print(f"checksum {summary.checksum}")
     return 0 if report.equal else 1
 
 
-async def _replay(url: str, apply_to_live: bool) -> ReplayReport:
+async def _replay(url: str, apply_to_live: bool) -> tuple[ReplayReport, BalanceSummary]:
     # A fresh connection with no prepared statements: see rebuild.replay.
     async with await psycopg.AsyncConnection.connect(url, autocommit=True, prepare_threshold=None) as conn:
-        return await replay(conn, apply_to_live=apply_to_live)
+        report = await replay(conn, apply_to_live=apply_to_live)
+        return report, await live_balance_summary(conn)
 
 
 def run_replay_export(settings: Settings, source: str, database_url: str) -> int:
@@ -281,7 +302,9 @@ def run_export(settings: Settings, after: feed.Cursor) -> int:
 
 
 async def _export(url: str, after: feed.Cursor) -> None:
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+    # No prepared statements: the export's page query runs again and again, and psycopg would
+    # prepare it, which a transaction pooler in front (LEDGER_DATABASE_POOLER) cannot carry.
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True, prepare_threshold=None) as conn:
         progress = Progress(await feed.count_after(conn, after)) if sys.stderr.isatty() else None
         async for line in export.lines(conn, after):
             sys.stdout.write(line + "\n")
@@ -303,7 +326,8 @@ def run_verify(settings: Settings) -> int:
 
 
 async def _verify(url: str, webhooks: Webhooks) -> VerifyReport:
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+    # No prepared statements, as in _export.
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True, prepare_threshold=None) as conn:
         return await verify(conn, webhooks)
 
 

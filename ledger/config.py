@@ -23,6 +23,9 @@ PUBLIC_EXAMPLE_WEBHOOK_SECRET = "gfdmhghif38yrf9ew0jkf32"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
 DEVELOPMENT, PRODUCTION = "development", "production"
+# LEDGER_DATABASE_POOLER: what stands between the service and PostgreSQL. Only transaction
+# pooling changes what the service may do on a connection (ledger.db.serving_conninfo).
+TRANSACTION_POOLER = "transaction"
 # HS256 wants a key at least as long as its output (RFC 7518, 3.2).
 JWT_SECRET_LENGTH_MIN = 32
 # Words that mark a secret copied from an example rather than generated.
@@ -100,6 +103,9 @@ class Settings:
     # A hot standby that serves the auditors' reads (the feed, /audit/*, export, verify);
     # None: the primary serves them too.
     replica_url: str | None = None
+    # "transaction" when database_url reaches PostgreSQL through a transaction-pooling PgBouncer:
+    # no startup options, no prepared statements, no migrations through it (ledger.db).
+    database_pooler: str | None = None
     argon2: Argon2Cost = Argon2Cost()
     password_hashing: PasswordHashing = PasswordHashing()
     pool_size_min: int = 2
@@ -136,6 +142,7 @@ def settings_from_environment(environ: Mapping[str, str]) -> Settings:
         database_url=_database_url(environ, "LEDGER_DATABASE_URL"),
         owner_database_url=_database_url(environ, "LEDGER_OWNER_DATABASE_URL"),
         replica_url=_database_url(environ, "LEDGER_REPLICA_URL"),
+        database_pooler=_database_pooler(environ),
         environment=environment_of(environ),
         data_dir=data_dir,
         migrations_dir=_migrations_dir(environ),
@@ -213,6 +220,17 @@ def _webhooks(environ: Mapping[str, str]) -> Webhooks:
     if not schemes or not schemes <= set(SCHEMES):
         raise ValueError(f"LEDGER_WEBHOOK_SCHEMES must name one or both of {', '.join(SCHEMES)}")
     return Webhooks(secrets=webhook_secrets, standard_keys=standard_keys, schemes=schemes)
+
+
+def _database_pooler(environ: Mapping[str, str]) -> str | None:
+    """Return LEDGER_DATABASE_POOLER: None (unset or empty) or "transaction"; raise ValueError."""
+    text = environ.get("LEDGER_DATABASE_POOLER") or None
+    if text not in (None, TRANSACTION_POOLER):
+        raise ValueError(
+            f"LEDGER_DATABASE_POOLER must be {TRANSACTION_POOLER} (a PgBouncer in transaction mode) "
+            f"or unset, not {text!r}"
+        )
+    return text
 
 
 def _migrations_dir(environ: Mapping[str, str]) -> Path:

@@ -306,18 +306,71 @@ def _note_warning(conn: PooledConnection, notice: psycopg.errors.Diagnostic) -> 
         conn.unreplicated_commit = notice.message_primary or WARNING_SQLSTATE
 
 
-def serving_conninfo(database_url: str, *, statement_timeout_s: float) -> str:
+def serving_conninfo(database_url: str, *, statement_timeout_s: float, pooler: str | None = None) -> str:
     """Return the connection string of a request-serving connection to database_url.
 
     It takes the runtime role for its session (the login must be a member of it, as the owner
     is in development, or a superuser) and cancels any statement that runs longer than
     statement_timeout_s (PostgreSQL answers QueryCanceled; the service, 503).
+
+    Behind a transaction pooler (pooler="transaction") it asks for neither: PgBouncer refuses a
+    client that sends startup options, and would not hand them to the server connections it
+    shares out anyway. There the login's own settings in PostgreSQL give every server
+    connection the role and the timeout (pooled_session_refusals checks them before serving).
     """
     params = conninfo_to_dict(database_url)
-    server_options = f"-c role={RUNTIME_ROLE} -c statement_timeout={round(statement_timeout_s * 1000)}"
-    params["options"] = " ".join(filter(None, [str(params.get("options") or ""), server_options]))
+    if pooler is None:
+        timeout_ms = statement_timeout_ms(statement_timeout_s)
+        server_options = f"-c role={RUNTIME_ROLE} -c statement_timeout={timeout_ms}"
+        params["options"] = " ".join(filter(None, [str(params.get("options") or ""), server_options]))
     params.setdefault("application_name", APPLICATION_NAME)
     return make_conninfo("", **params)
+
+
+def statement_timeout_ms(statement_timeout_s: float) -> int:
+    return round(statement_timeout_s * 1000)
+
+
+# What a session of this login gets from PostgreSQL before it runs anything: its role and its
+# statement timeout (from ALTER ROLE ... SET, or the server's defaults).
+SELECT_SESSION_DEFAULTS = """
+    SELECT session_user, current_user, current_database(),
+           (SELECT setting::bigint FROM pg_settings WHERE name = 'statement_timeout')
+"""
+
+
+def pooled_session_refusals(database_url: str, statement_timeout_s: float) -> list[str]:
+    """Return why the service may not serve through a transaction pooler at database_url: its
+    sessions do not start as the runtime role, or not with statement_timeout_s.
+
+    Behind PgBouncer in transaction mode, each transaction runs on whichever server connection is
+    free, so a session-level SET would land on one of them and leak to other clients, and the
+    startup options that set the role directly are refused. What every server connection of a
+    login does get is that login's settings in PostgreSQL, applied as each session starts and
+    restored by RESET and DISCARD ALL: `ALTER ROLE <login> IN DATABASE <db> SET role = ...`. One
+    connection shows what all get: PgBouncer opens every server connection of this pool as the
+    same login on the same database.
+    """
+    with psycopg.connect(database_url, autocommit=True, prepare_threshold=None) as conn:
+        row = conn.execute(SELECT_SESSION_DEFAULTS).fetchone()
+    assert row is not None
+    login, role, database, timeout_ms = row
+    refusals = []
+    run = f"run, as a superuser or a role with CREATEROLE, ALTER ROLE {login} IN DATABASE {database} SET"
+    if role != RUNTIME_ROLE:
+        refusals.append(
+            f"LEDGER_DATABASE_POOLER=transaction: the login {login} starts its sessions as {role}, not "
+            f"{RUNTIME_ROLE} (the pooler cannot pass on the role the service asks for): "
+            f"{run} role = '{RUNTIME_ROLE}'"
+        )
+    wanted_ms = statement_timeout_ms(statement_timeout_s)
+    if timeout_ms != wanted_ms:
+        refusals.append(
+            f"LEDGER_DATABASE_POOLER=transaction: the login {login} starts its sessions with a statement "
+            f"timeout of {timeout_ms} ms, not LEDGER_STATEMENT_TIMEOUT_S ({wanted_ms} ms): "
+            f"{run} statement_timeout = {wanted_ms}"
+        )
+    return refusals
 
 
 SELECT_SERVING_LOGIN = """
@@ -346,8 +399,19 @@ def serving_login_refusals(database_url: str) -> list[str]:
     return []
 
 
-def create_pool(conninfo: str, size_min: int, size_max: int, timeout_s: float = 5.0) -> AsyncConnectionPool:
+def create_pool(
+    conninfo: str,
+    size_min: int,
+    size_max: int,
+    timeout_s: float = 5.0,
+    *,
+    prepared_statements: bool = True,
+) -> AsyncConnectionPool:
     """Return a closed pool of autocommit connections; open it inside the event loop.
+
+    Without prepared_statements (behind a transaction pooler), psycopg never prepares a
+    statement: a statement prepared on one server connection would be executed on another,
+    which has never heard of it (`prepared statement "_pg3_0" does not exist`).
 
     No `check` callback: it would cost a round trip on every request. A connection that a
     database restart broke fails its request once (503) and is then replaced; the HTTP layer
@@ -361,6 +425,7 @@ def create_pool(conninfo: str, size_min: int, size_max: int, timeout_s: float = 
         min_size=size_min,
         max_size=size_max,
         configure=_configure,
+        kwargs={} if prepared_statements else {"prepare_threshold": None},
         open=False,
         timeout=timeout_s,
         name="ledger",

@@ -11,8 +11,8 @@ from typing import Any
 
 import falcon.asgi
 import uvicorn
-from uvicorn.config import STARTUP_FAILURE
 from psycopg_pool import AsyncConnectionPool
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from ledger import db, logs
@@ -96,11 +96,18 @@ def worker_app() -> falcon.asgi.App:
     logs.configure()  # a worker process starts afresh: it logs JSON like the main one
     settings = settings_from_environment(os.environ)
     assert settings.database_url, "serve() sets LEDGER_DATABASE_URL before starting the workers"
-    pool = _serving_pool(settings, settings.database_url)
-    audit_pool = _serving_pool(settings, settings.replica_url) if settings.replica_url else None
+    pool = _serving_pool(settings, settings.database_url, settings.database_pooler)
+    # The replica is reached directly, never through the pooler in front of the primary.
+    audit_pool = _serving_pool(settings, settings.replica_url, None) if settings.replica_url else None
     return create_app(settings, pool, audit_pool=audit_pool)
 
 
-def _serving_pool(settings: Settings, url: str) -> AsyncConnectionPool:
-    conninfo = db.serving_conninfo(url, statement_timeout_s=settings.statement_timeout_s)
-    return db.create_pool(conninfo, settings.pool_size_min, settings.pool_size_max, settings.pool_timeout_s)
+def _serving_pool(settings: Settings, url: str, pooler: str | None) -> AsyncConnectionPool:
+    conninfo = db.serving_conninfo(url, statement_timeout_s=settings.statement_timeout_s, pooler=pooler)
+    return db.create_pool(
+        conninfo,
+        settings.pool_size_min,
+        settings.pool_size_max,
+        settings.pool_timeout_s,
+        prepared_statements=pooler is None,
+    )

@@ -1,5 +1,5 @@
-"""`python -m bench all` end to end, briefly and at low concurrency: every scenario runs without
-errors and the money adds up. No speed is asserted: this machine is shared."""
+"""`python -m bench all --through-pgbouncer` end to end, briefly and at low concurrency: every
+scenario runs without errors and the money adds up. No speed is asserted: this machine is shared."""
 
 from __future__ import annotations
 
@@ -13,19 +13,39 @@ TIMEOUT_S = 120
 
 
 def test_the_bench_runs_every_scenario_and_the_sums_match(server_url: str) -> None:
-    command = [sys.executable, "-m", "bench", "all", "--database-url", server_url, "--json"]
+    command = [
+        sys.executable,
+        "-m",
+        "bench",
+        "all",
+        "--database-url",
+        server_url,
+        "--json",
+        "--through-pgbouncer",
+    ]
     command += ["--duration", "2", "--rounds", "2", "--concurrency", "4", "--workers", "2", "--users", "20"]
     finished = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=TIMEOUT_S)
     assert finished.returncode == 0, finished.stderr
     report = json.loads(finished.stdout)
 
     scenarios = report["scenarios"]
-    expected = {"ceiling_write", "ceiling_read", "generator", "webhook", "webhook_redeliveries"}
+    expected = {
+        "ceiling_write",
+        "ceiling_read",
+        "generator",
+        "webhook",
+        "webhook_pgbouncer",
+        "webhook_redeliveries",
+    }
     assert expected | {"accounts", "login"} == set(scenarios)
     for name, figures in scenarios.items():
         assert figures["requests"] > 0, name
         assert figures["errors"] == 0, (name, figures)
     assert scenarios["webhook"]["statuses"] == {"201": scenarios["webhook"]["requests"]}
+    # The same deliveries through PgBouncer in transaction mode, in the same rounds (their
+    # credits are in sums_match too).
+    assert scenarios["webhook_pgbouncer"]["statuses"] == {"201": scenarios["webhook_pgbouncer"]["requests"]}
+    assert len(scenarios["webhook_pgbouncer"]["ratio_to_direct_per_round"]) == 2
     redeliveries = scenarios["webhook_redeliveries"]
     assert redeliveries["redeliveries_answered_200"] == redeliveries["redeliveries_sent"] > 0
     assert report["sums_match"] is True, report["sums"]
@@ -34,7 +54,14 @@ def test_the_bench_runs_every_scenario_and_the_sums_match(server_url: str) -> No
     assert scenarios["webhook"]["ratio_to_ceiling"] > 0
     assert scenarios["accounts"]["ratio_to_ceiling"] > 0
     # The ceilings and the service took turns, round by round, each round giving a ratio.
-    for name in ("ceiling_write", "ceiling_read", "webhook", "webhook_redeliveries", "accounts"):
+    for name in (
+        "ceiling_write",
+        "ceiling_read",
+        "webhook",
+        "webhook_pgbouncer",
+        "webhook_redeliveries",
+        "accounts",
+    ):
         assert scenarios[name]["rounds"] == 2, name
         assert sum(scenarios[name]["rps_per_round"]) > 0, name
     assert all(ratio > 0 for ratio in scenarios["webhook"]["ratio_per_round"])

@@ -71,19 +71,14 @@ def test_the_drill_loses_no_acknowledged_payment_and_credits_none_twice(tmp_path
 @pytest.fixture
 def primary_waiting_for_a_standby() -> Iterator[str]:
     """Yield the URL of a migrated ledger on a primary whose synchronous standby never comes."""
-    with clusters.server_directory("ledger-sync-") as home:
-        primary = clusters.Cluster(home, home / "primary", clusters.free_port())
-        primary.initdb()
-        primary.start()
-        try:
-            with psycopg.connect(primary.url, autocommit=True) as conn:
-                conn.execute("CREATE DATABASE ledger")
-            url = db.with_database(primary.url, "ledger")
+    with clusters.throwaway_cluster() as primary:
+        with psycopg.connect(primary.url(), autocommit=True) as conn:
+            conn.execute("CREATE DATABASE ledger")
+            url = primary.url("ledger")
             db.migrate(url, REPO_ROOT / "sql")
-            primary.reload(synchronous_standby_names="ghost")
-            yield url
-        finally:
-            primary.stop("immediate")
+            conn.execute("ALTER SYSTEM SET synchronous_standby_names = 'ghost'")
+            conn.execute("SELECT pg_reload_conf()")
+        yield url
 
 
 SELECT_WAITING_FOR_THE_STANDBY = """
@@ -135,11 +130,10 @@ async def test_a_commit_the_standby_did_not_confirm_is_not_acknowledged(
 def primary_and_standby() -> Iterator[tuple[str, str]]:
     """Yield the URLs of a migrated ledger on a primary and on its hot standby."""
     with clusters.primary_and_standby() as (primary, standby):
-        with psycopg.connect(primary.url, autocommit=True) as conn:
+        with psycopg.connect(primary.url(), autocommit=True) as conn:
             conn.execute("CREATE DATABASE ledger")
-        primary_url = db.with_database(primary.url, "ledger")
-        db.migrate(primary_url, REPO_ROOT / "sql")
-        yield primary_url, db.with_database(standby.url, "ledger")
+        db.migrate(primary.url("ledger"), REPO_ROOT / "sql")
+        yield primary.url("ledger"), standby.url("ledger")
 
 
 @pytest.fixture

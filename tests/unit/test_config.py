@@ -6,8 +6,9 @@ import re
 from pathlib import Path
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
-from ledger import config
+from ledger import config, db
 from ledger.config import PUBLIC_EXAMPLE_WEBHOOK_SECRET, LoginThrottle, settings_from_environment
 
 
@@ -82,6 +83,8 @@ BAD_VALUES = [
     ("LEDGER_ENV", "staging"),
     ("LEDGER_DATABASE_URL", "mysql://root@localhost/db"),
     ("LEDGER_OWNER_DATABASE_URL", "sqlite:///ledger.db"),
+    ("LEDGER_DATABASE_POOLER", "session"),
+    ("LEDGER_REPLICA_URL", "mysql://replica/ledger"),
     ("LEDGER_DATA_DIR", "{file}"),
     ("LEDGER_MIGRATIONS_DIR", "{tmp}/no-such-directory"),
     ("LEDGER_WEBHOOK_SECRETS", " , "),
@@ -114,3 +117,22 @@ def test_every_variable_the_settings_read_has_a_bad_value_above() -> None:
     source = Path(config.__file__).read_text()
     read = set(re.findall(r'"(LEDGER_[A-Z_]+)"', source)) - {"LEDGER_JWT_SECRET"}
     assert read == {variable for variable, _ in BAD_VALUES}
+
+
+def test_the_pooler_setting_reads_transaction_or_nothing(tmp_path: Path) -> None:
+    base = {"LEDGER_DATA_DIR": str(tmp_path)}
+    assert settings_from_environment(base).database_pooler is None
+    assert settings_from_environment(base | {"LEDGER_DATABASE_POOLER": ""}).database_pooler is None
+    pooled = settings_from_environment(base | {"LEDGER_DATABASE_POOLER": "transaction"})
+    assert pooled.database_pooler == "transaction"
+
+
+def test_behind_a_transaction_pooler_the_serving_connections_send_no_startup_options() -> None:
+    """PgBouncer refuses a client that sends options; without a pooler they carry the role and
+    the timeout."""
+    url = "postgresql://ledger_app@pgbouncer:6432/ledger?options=-c%20search_path%3Dpublic"
+    direct = conninfo_to_dict(db.serving_conninfo(url, statement_timeout_s=2.5))
+    assert direct["options"] == "-c search_path=public -c role=ledger_runtime -c statement_timeout=2500"
+    pooled = conninfo_to_dict(db.serving_conninfo(url, statement_timeout_s=2.5, pooler="transaction"))
+    assert "options" not in pooled or "role" not in str(pooled["options"])
+    assert pooled["application_name"] == "ledger"
