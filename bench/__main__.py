@@ -1,4 +1,5 @@
-"""`python -m bench all | webhook | accounts | login | ceiling | generator | growth | failover`.
+"""`python -m bench all | webhook [--through-pgbouncer] | accounts | login | ceiling | generator |
+growth | failover`.
 
 Each run starts on a fresh database (on --database-url's server, or an embedded PostgreSQL),
 seeds it in SQL, starts `ledger serve` itself, and prints a table, or one JSON object with --json.
@@ -40,6 +41,12 @@ def main(argv: list[str] | None = None) -> int:
         default=3,
         help="all: rounds in which the ceilings and the service take turns, splitting --duration; "
         "growth: turns each variant takes, each for --duration (default 3)",
+    )
+    parser.add_argument(
+        "--deliveries",
+        type=int,
+        default=failover.DELIVERIES,
+        help="failover: distinct deliveries, the primary lost after half of them (default %(default)s)",
     )
     parser.add_argument(
         "--through-pgbouncer",
