@@ -16,6 +16,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import psycopg
+
 from bench.figures import Slice, machine_cpu
 from bench.seed import Population
 from ledger import commands
@@ -41,6 +43,42 @@ WEBHOOK_PARAMETERS = {
 }
 
 
+# The yardstick: the smallest idempotent credit PostgreSQL records, one statement on a schema of
+# its own (an event with a unique transaction id, a balance), whatever the ledger's SQL does. The
+# service's share of it says how close the whole delivery (HTTP, signature, the ledger's SQL,
+# its chain) comes to the least any service could do; the ratio to the ceiling above cannot,
+# since heavier SQL makes that ratio easier, not the service faster.
+CREATE_YARDSTICK = (
+    "CREATE SCHEMA yardstick",
+    "CREATE TABLE yardstick.events (id bigserial PRIMARY KEY, transaction_id text NOT NULL UNIQUE,"
+    " account_id bigint NOT NULL, amount numeric(20,2) NOT NULL)",
+    "CREATE TABLE yardstick.balances (account_id bigint PRIMARY KEY, balance numeric(20,2) NOT NULL)",
+    "INSERT INTO yardstick.balances (account_id, balance) SELECT id, 0 FROM accounts",
+    "ANALYZE yardstick.events, yardstick.balances",
+)
+YARDSTICK_CREDIT = """
+    WITH credited AS (
+        INSERT INTO yardstick.events (transaction_id, account_id, amount)
+        VALUES (%(transaction_id)s, %(account_id)s, %(amount)s)
+        ON CONFLICT (transaction_id) DO NOTHING
+        RETURNING account_id, amount
+    )
+    UPDATE yardstick.balances SET balance = balance + credited.amount
+    FROM credited WHERE yardstick.balances.account_id = credited.account_id
+"""
+
+
+def create_yardstick(database_url: str) -> None:
+    """Create the yardstick's schema beside the ledger's, with a zero balance per seeded account."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for statement in CREATE_YARDSTICK:
+            conn.execute(statement)
+
+
+def yardstick_script(population: Population) -> str:
+    return _credit_script(population, YARDSTICK_CREDIT)
+
+
 def accounts_read_statements() -> list[str]:
     """Return the SQL of one authenticated GET /user/accounts, in the order the service runs it."""
     return [accounts.SELECT_ACCOUNTS_OF_LIVE_USER]
@@ -55,11 +93,16 @@ def pgbench_statement(sql: str, parameters: dict[str, str]) -> str:
 
 
 def webhook_script(population: Population) -> str:
+    return _credit_script(population, commands.RECEIVE_PAYMENT)
+
+
+def _credit_script(population: Population, sql: str) -> str:
+    """One new delivery per transaction, of a random amount to a random seeded account."""
     return (
         f"\\set u random({population.first_user}, {population.last_user})\n"
         f"\\set a :u * {population.accounts_per_user} + random(0, {population.accounts_per_user - 1})\n"
         "\\set cents random(1, 100000)\n"
-        "\\set n :n + 1\n" + pgbench_statement(commands.RECEIVE_PAYMENT, WEBHOOK_PARAMETERS)
+        "\\set n :n + 1\n" + pgbench_statement(sql, WEBHOOK_PARAMETERS)
     )
 
 

@@ -263,6 +263,7 @@ def measure_load(
 
 # What runs in each round, in this order; generator and login run once (see run()).
 ROUND_SCENARIOS = (
+    "yardstick_credit",
     "ceiling_write",
     "ceiling_read",
     "webhook",
@@ -272,6 +273,8 @@ ROUND_SCENARIOS = (
     "ceiling_transfers",
     "transfers",
 )
+# The webhook's share of the smallest idempotent credit (bench.ceiling's yardstick).
+SHARES_OF_YARDSTICK = ("webhook", "webhook_redeliveries", "webhook_pgbouncer")
 RATIOS = {
     "webhook": "ceiling_write",
     "webhook_pgbouncer": "ceiling_write",
@@ -323,6 +326,8 @@ def run(options: Options, log_dir: Path) -> dict[str, Any]:
         seed.seed(url, options.population, options.events, webhook_secret)
         if "transfers" in options.scenarios:
             seed.fund(url, options.population, webhook_secret, FUNDS)
+        if "ceiling" in options.scenarios:
+            ceiling.create_yardstick(url)
         report["settings"]["seed_s"] = round(time.monotonic() - started, 1)
 
         if "generator" in options.scenarios:
@@ -391,6 +396,10 @@ def run(options: Options, log_dir: Path) -> dict[str, Any]:
                             "secret": webhook_secret.decode(),
                         }
                         measured = ceiling.run_pgbench(url, script, options.concurrency, slice_s, variables)
+                    elif name == "yardstick_credit":
+                        script = ceiling.yardstick_script(options.population)
+                        variables = {"n": "0", "run": f"{pgbench_run}y{round_number}"}
+                        measured = ceiling.run_pgbench(url, script, options.concurrency, slice_s, variables)
                     elif name == "ceiling_read":
                         script = ceiling.accounts_script(options.population)
                         measured = ceiling.run_pgbench(url, script, options.concurrency, slice_s, {})
@@ -420,7 +429,7 @@ def run(options: Options, log_dir: Path) -> dict[str, Any]:
                         balances_gained += seed.totals(url)[0] - balances_before
                     else:
                         measured = measure_load(port, options, slice_s, reads, process=process)
-                    if name.startswith("ceiling") and process is not None:
+                    if name.startswith(("ceiling", "yardstick")) and process is not None:
                         # `ledger serve` waits, started, while pgbench runs: what it spent then
                         # shows that it took next to nothing from the ceiling.
                         measured.server_cpu_s = server.cpu_s(process) - server_cpu_before
@@ -437,6 +446,7 @@ def run(options: Options, log_dir: Path) -> dict[str, Any]:
 
         scenarios: dict[str, Any] = report["scenarios"]
         for name in (
+            "yardstick_credit",
             "ceiling_write",
             "ceiling_read",
             "generator",
@@ -487,6 +497,12 @@ def run(options: Options, log_dir: Path) -> dict[str, Any]:
             per_round = ratios_per_round(figures[name], figures[ceiling_name])
             scenarios[name]["ratio_per_round"] = per_round
             scenarios[name]["median_ratio_of_rounds"] = median_or_none(per_round)
+    for name in SHARES_OF_YARDSTICK:
+        if name in figures and "yardstick_credit" in figures:
+            scenarios[name]["share_of_yardstick"] = ratio(figures[name].rps, figures["yardstick_credit"].rps)
+            scenarios[name]["share_of_yardstick_per_round"] = ratios_per_round(
+                figures[name], figures["yardstick_credit"]
+            )
     if "webhook_pgbouncer" in figures:
         # The cost of the pooler: the same deliveries, through PgBouncer, over straight to PostgreSQL.
         pooled = scenarios["webhook_pgbouncer"]
@@ -515,7 +531,7 @@ def _scenario_of(name: str) -> str:
     """Return the scenario a round's part belongs to (the command line's names)."""
     if name.endswith("transfers"):
         return "transfers"
-    if name.startswith("ceiling"):
+    if name.startswith(("ceiling", "yardstick")):
         return "ceiling"
     return "webhook" if name.startswith("webhook") else name
 
@@ -525,6 +541,8 @@ def targets(report: dict[str, Any]) -> dict[str, bool]:
     scenarios = report["scenarios"]
     met: dict[str, bool] = {}
     webhook = scenarios.get("webhook")
+    if webhook and webhook.get("share_of_yardstick") is not None:
+        met["webhook_at_least_25pct_of_yardstick"] = webhook["share_of_yardstick"] >= 0.25
     if webhook and webhook.get("ratio_to_ceiling") is not None:
         met["webhook_at_least_50pct_of_ceiling_write"] = webhook["ratio_to_ceiling"] >= 0.5
     if webhook:
@@ -556,6 +574,7 @@ def table(report: dict[str, Any]) -> str:
             "errors",
             "ratio",
             "ratio per round",
+            "share of yardstick",
             "server CPU ms/req",
             "machine CPU ms/req",
             "idle",
@@ -566,6 +585,7 @@ def table(report: dict[str, Any]) -> str:
         per_round = figures.get("ratio_per_round")
         cpu = figures.get("server_cpu_ms_per_request")
         idle = figures.get("machine_idle_share")
+        share = figures.get("share_of_yardstick")
         rows.append(
             (
                 name,
@@ -575,6 +595,7 @@ def table(report: dict[str, Any]) -> str:
                 str(figures["errors"]),
                 "" if ratio_to_ceiling is None else f"{ratio_to_ceiling:.0%} of ceiling",
                 "" if per_round is None else " ".join(f"{r:.0%}" for r in per_round if r is not None),
+                "" if share is None else f"{share:.0%}",
                 "" if cpu is None else f"{cpu:.2f}",
                 f"{figures['machine_cpu_ms_per_request']:.2f}",
                 "" if idle is None else f"{idle:.0%}",

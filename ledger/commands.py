@@ -271,15 +271,103 @@ async def receive_payment(conn: AsyncConnection, delivery: PaymentReceived) -> P
     except NumericValueOutOfRange as error:  # numeric(20,2): about 10^18
         raise errors.BalanceLimitError() from error
     except UniqueViolation as error:
-        if error.diag.constraint_name != "delivery_keys_pkey":
+        if error.diag.constraint_name != DELIVERY_KEYS_PKEY:
             raise
-        # The delivery's key is spent (sql/0021): a re-cut signature, or a replayed webhook-id.
-        if delivery.is_standard_webhook:
-            raise errors.WebhookIdReusedError() from error
-        raise errors.SignatureReusedError() from error
+        raise _key_spent(delivery) from error
     row = await cursor.fetchone()
     assert row is not None
-    result = _ReceiveResult(*row)
+    return _payment_outcome(delivery, _ReceiveResult(*row))
+
+
+RECEIVE_PAYMENTS = """
+    SELECT ordinal, outcome, payment_id, user_id, account_id, amount, balance,
+           refused_sqlstate, refused_constraint
+    FROM receive_payments(%(transaction_ids)s, %(user_ids)s, %(account_ids)s, %(amounts)s, %(deliveries)s)
+"""
+DELIVERY_KEYS_PKEY = "delivery_keys_pkey"
+NUMERIC_VALUE_OUT_OF_RANGE = "22003"
+UNIQUE_VIOLATION = "23505"
+# A delivery of a batch that lost a deadlock (or a serialization check) to another batch: it is
+# received again on its own, as if it had come alone.
+RETRY_ALONE = frozenset({"40P01", "40001", "55P03"})
+
+
+class DeliveryFailedError(Exception):
+    """A delivery of a batch failed in the database for no reason a sender can be told: a bug,
+    answered 500 for that delivery alone."""
+
+
+async def receive_payments(
+    conn: AsyncConnection, deliveries: list[PaymentReceived]
+) -> list[PaymentOutcome | Exception]:
+    """Receive many deliveries in one statement and one commit; return each one's outcome, in
+    order: what receive_payment() would return for it alone, or the error it would raise.
+
+    The database receives each in a subtransaction of its own (receive_payments(),
+    sql/definitions/40-payments.sql), so one delivery's failure never fails another.
+    """
+    assert not conn.info.transaction_status, "receive_payments runs as its own transaction"
+    # One lock order for every batch: by account, then transaction id.
+    order = sorted(
+        range(len(deliveries)), key=lambda i: (deliveries[i].account_id, deliveries[i].transaction_id)
+    )
+    batch = [deliveries[i] for i in order]
+    cursor = db.statement_cursor(conn)
+    await cursor.execute(
+        RECEIVE_PAYMENTS,
+        {
+            "transaction_ids": [d.transaction_id for d in batch],
+            "user_ids": [d.user_id for d in batch],
+            "account_ids": [d.account_id for d in batch],
+            "amounts": [d.amount_value for d in batch],
+            "deliveries": [Jsonb(to_data(d)) for d in batch],
+        },
+    )
+    outcomes: list[PaymentOutcome | Exception | None] = [None] * len(deliveries)
+    retries = []
+    for ordinal, *received, sqlstate, constraint in await cursor.fetchall():
+        index = order[ordinal - 1]
+        delivery = deliveries[index]
+        if sqlstate is None:
+            outcomes[index] = _outcome_or_error(delivery, _ReceiveResult(*received))
+        elif sqlstate in RETRY_ALONE:
+            retries.append(index)
+        elif sqlstate == NUMERIC_VALUE_OUT_OF_RANGE:
+            outcomes[index] = errors.BalanceLimitError()
+        elif sqlstate == UNIQUE_VIOLATION and constraint == DELIVERY_KEYS_PKEY:
+            outcomes[index] = _key_spent(delivery)
+        else:
+            outcomes[index] = DeliveryFailedError(f"receive_payment failed with SQLSTATE {sqlstate}")
+    for index in retries:
+        outcomes[index] = await receive_payment_or_refusal(conn, deliveries[index])
+    assert all(outcome is not None for outcome in outcomes), "a delivery of the batch got no row"
+    return outcomes  # type: ignore[return-value]
+
+
+async def receive_payment_or_refusal(
+    conn: AsyncConnection, delivery: PaymentReceived
+) -> PaymentOutcome | Exception:
+    """receive_payment(), with its refusal returned instead of raised."""
+    try:
+        return await receive_payment(conn, delivery)
+    except errors.LedgerError as refusal:
+        return refusal
+
+
+def _outcome_or_error(delivery: PaymentReceived, result: _ReceiveResult) -> PaymentOutcome | Exception:
+    try:
+        return _payment_outcome(delivery, result)
+    except errors.LedgerError as refusal:
+        return refusal
+
+
+def _key_spent(delivery: PaymentReceived) -> errors.LedgerError:
+    """The delivery's key is spent (sql/0021): a re-cut signature, or a replayed webhook-id."""
+    return errors.WebhookIdReusedError() if delivery.is_standard_webhook else errors.SignatureReusedError()
+
+
+def _payment_outcome(delivery: PaymentReceived, result: _ReceiveResult) -> PaymentOutcome:
+    """Return what a delivery's row from receive_payment() means; raise its refusal."""
     match result.outcome:
         case "user_not_found":
             raise errors.UserNotFoundError()
@@ -291,7 +379,7 @@ async def receive_payment(conn: AsyncConnection, delivery: PaymentReceived) -> P
                 for name, recorded, sent in (
                     ("user_id", result.user_id, delivery.user_id),
                     ("account_id", result.account_id, delivery.account_id),
-                    ("amount", result.amount, amount),
+                    ("amount", result.amount, delivery.amount_value),
                 )
                 if recorded != sent
             ]

@@ -113,6 +113,9 @@ class Settings:
     # How long a request waits for a connection before it is answered 503 (the database is
     # down, or every connection is busy): bounded, so an outage is never a hang.
     pool_timeout_s: float = 5.0
+    # Webhook deliveries recorded together in one statement and commit (ledger.group_commit);
+    # 1: each alone.
+    webhook_batch_max: int = 64
     # How long one statement of a request may run before PostgreSQL cancels it (503).
     statement_timeout_s: float = 5.0
     # How long a client may take to send a whole request (head and body) before it is closed.
@@ -156,6 +159,7 @@ def settings_from_environment(environ: Mapping[str, str]) -> Settings:
             ),
         ),
         pool_timeout_s=pool_timeout_s,
+        webhook_batch_max=_positive_int(environ, "LEDGER_WEBHOOK_BATCH_MAX", 64),
         statement_timeout_s=_seconds(environ, "LEDGER_STATEMENT_TIMEOUT_S", 5.0),
         request_read_timeout_s=_seconds(environ, "LEDGER_REQUEST_READ_TIMEOUT_S", 10.0),
         shutdown_timeout_s=_positive_int(environ, "LEDGER_SHUTDOWN_TIMEOUT_S", 30),

@@ -12,6 +12,7 @@ import simplejson
 from psycopg_pool import AsyncConnectionPool
 
 from ledger.config import Settings
+from ledger.group_commit import GroupCommit
 from ledger.http import docs, observe, routes
 from ledger.http.auth import Authentication, Tokens
 from ledger.http.errors import register_error_handlers
@@ -59,6 +60,7 @@ def create_app(
         tokens,
         metrics,
         audit_pool or pool,
+        GroupCommit(pool, settings.webhook_batch_max),
     )
     pools = [pool] if audit_pool is None else [pool, audit_pool]
     middleware: list[Any] = [PoolLifespan(*pools)] if pool_lifespan else []

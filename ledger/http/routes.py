@@ -15,6 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from ledger import db, errors
 from ledger.config import Settings
+from ledger.group_commit import GroupCommit
 from ledger.http import audit, bodies, docs, health, money, observe, openapi, parse, payments, session, users
 from ledger.http.auth import ADMIN, AUDIT, PUBLIC, USER, Tokens
 from ledger.http.openapi import (
@@ -44,6 +45,7 @@ class Wiring:
     # The auditors' reads (the feed, /audit/*): a replica's pool when LEDGER_REPLICA_URL is
     # set, else `pool`. Reads of one's own data stay on `pool`, which has every write.
     audit_pool: AsyncConnectionPool
+    group_commit: GroupCommit  # the webhook's deliveries, recorded together (ledger.group_commit)
 
 
 @dataclass(frozen=True)
@@ -197,7 +199,7 @@ ROUTES: tuple[Route, ...] = (
     Route(
         ("/webhook/payment",),
         PUBLIC,  # authenticated by its signature, not a token
-        lambda w: payments.PaymentWebhook(w.pool, w.settings.webhooks),
+        lambda w: payments.PaymentWebhook(w.group_commit, w.settings.webhooks),
         {
             "post": Operation(
                 "receivePayment",

@@ -179,3 +179,56 @@ $$;
 
 REVOKE EXECUTE ON FUNCTION receive_payment(text, bigint, bigint, numeric, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION receive_payment(text, bigint, bigint, numeric, jsonb) TO ledger_runtime;
+
+-- Many deliveries, one statement, one commit (group commit: ledger.batching). Each delivery is
+-- received as receive_payment() receives it alone, in a subtransaction of its own: a delivery
+-- that fails (a spent key, a balance past its limit, a bug) is rolled back alone and reported
+-- in its row, and never fails its neighbours. The caller orders the deliveries by account and
+-- transaction id, so that concurrent batches take their locks in one order.
+CREATE OR REPLACE FUNCTION receive_payments(
+    p_transaction_ids text[],
+    p_user_ids        bigint[],
+    p_account_ids     bigint[],
+    p_amounts         numeric[],
+    p_deliveries      jsonb[]
+) RETURNS TABLE (
+    ordinal            integer,
+    outcome            text,
+    payment_id         bigint,
+    user_id            bigint,
+    account_id         bigint,
+    amount             numeric,
+    balance            numeric,
+    refused_sqlstate   text,
+    refused_constraint text
+)
+LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
+DECLARE
+    v_count      integer := coalesce(array_length(p_transaction_ids, 1), 0);
+    v_sqlstate   text;
+    v_constraint text;
+BEGIN
+    IF coalesce(array_length(p_user_ids, 1), 0) <> v_count
+       OR coalesce(array_length(p_account_ids, 1), 0) <> v_count
+       OR coalesce(array_length(p_amounts, 1), 0) <> v_count
+       OR coalesce(array_length(p_deliveries, 1), 0) <> v_count THEN
+        RAISE EXCEPTION 'receive_payments: the arrays differ in length';
+    END IF;
+    FOR i IN 1 .. v_count LOOP
+        BEGIN
+            RETURN QUERY
+                SELECT i, r.outcome, r.payment_id, r.user_id, r.account_id, r.amount, r.balance,
+                       NULL::text, NULL::text
+                FROM receive_payment(p_transaction_ids[i], p_user_ids[i], p_account_ids[i],
+                                     p_amounts[i], p_deliveries[i]) AS r;
+        EXCEPTION WHEN OTHERS THEN  -- not a cancel (statement timeout): that ends the whole batch
+            GET STACKED DIAGNOSTICS v_sqlstate = RETURNED_SQLSTATE, v_constraint = CONSTRAINT_NAME;
+            RETURN QUERY SELECT i, 'refused', NULL::bigint, p_user_ids[i], p_account_ids[i],
+                                p_amounts[i], NULL::numeric, v_sqlstate, nullif(v_constraint, '');
+        END;
+    END LOOP;
+END
+$$;
+
+REVOKE EXECUTE ON FUNCTION receive_payments(text[], bigint[], bigint[], numeric[], jsonb[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION receive_payments(text[], bigint[], bigint[], numeric[], jsonb[]) TO ledger_runtime;

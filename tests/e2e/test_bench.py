@@ -30,6 +30,7 @@ def test_the_bench_runs_every_scenario_and_the_sums_match(server_url: str) -> No
 
     scenarios = report["scenarios"]
     expected = {
+        "yardstick_credit",
         "ceiling_write",
         "ceiling_read",
         "generator",
@@ -52,9 +53,15 @@ def test_the_bench_runs_every_scenario_and_the_sums_match(server_url: str) -> No
     # pgbench's deliveries each had a new transaction id: each was credited, as the service's are.
     assert scenarios["ceiling_write"]["credited"] == scenarios["ceiling_write"]["requests"]
     assert scenarios["webhook"]["ratio_to_ceiling"] > 0
+    # The yardstick credited each of its deliveries too, on a schema of its own, and the
+    # webhook's share of it is given round by round.
+    assert scenarios["yardstick_credit"]["requests"] > 0
+    assert len(scenarios["webhook"]["share_of_yardstick_per_round"]) == 2
+    assert scenarios["webhook"]["share_of_yardstick"] > 0
     assert scenarios["accounts"]["ratio_to_ceiling"] > 0
     # The ceilings and the service took turns, round by round, each round giving a ratio.
     for name in (
+        "yardstick_credit",
         "ceiling_write",
         "ceiling_read",
         "webhook",

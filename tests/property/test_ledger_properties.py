@@ -1,5 +1,6 @@
-"""Random sequences of registrations, payments (with duplicate and conflicting re-deliveries),
-user updates and deletions, driven through the commands against PostgreSQL.
+"""Random sequences of registrations, payments (with duplicate and conflicting re-deliveries,
+alone and in batches recorded together, as group commit records them), user updates and
+deletions, driven through the commands against PostgreSQL.
 
 After each sequence: every balance equals the sum of its PaymentReceived events (and what a
 simple model of the sequence expects), no transaction_id is credited twice, and a replay of
@@ -52,6 +53,13 @@ class Pay:
 
 
 @dataclass(frozen=True)
+class PayTogether:
+    """Payments recorded in one batch (commands.receive_payments), as group commit sends them."""
+
+    payments: tuple[Pay, ...]
+
+
+@dataclass(frozen=True)
 class Update:
     slot: int
     email_slot: int | None
@@ -72,15 +80,17 @@ class Grant:
     is_auditor: bool
 
 
+pay = st.builds(
+    Pay,
+    st.integers(0, USER_SLOTS - 1),
+    st.integers(0, ACCOUNT_SLOTS - 1),
+    st.one_of(st.integers(1, 100_000), st.sampled_from([1, 10, 99, 100_000_000_000_000])),
+    st.integers(0, TRANSACTION_SLOTS - 1),
+)
 operation = st.one_of(
     st.builds(Register, st.integers(0, USER_SLOTS - 1), st.integers(0, USER_SLOTS)),
-    st.builds(
-        Pay,
-        st.integers(0, USER_SLOTS - 1),
-        st.integers(0, ACCOUNT_SLOTS - 1),
-        st.one_of(st.integers(1, 100_000), st.sampled_from([1, 10, 99, 100_000_000_000_000])),
-        st.integers(0, TRANSACTION_SLOTS - 1),
-    ),
+    pay,
+    st.builds(PayTogether, st.lists(pay, min_size=2, max_size=6).map(tuple)),
     st.builds(
         Update,
         st.integers(0, USER_SLOTS - 1),
@@ -120,7 +130,7 @@ class Run:
     user_ids: dict[int, int]  # slot -> the user it names now
     every_user_id: set[int]
     credited: dict[int, Decimal]  # account -> expected balance
-    sent: dict[int, tuple[int, int, Decimal]]  # transaction slot -> first accepted delivery
+    sent: dict[int, tuple[int, int, Decimal]]  # transaction slot -> (user, account, amount) credited
 
 
 async def run_sequence(
@@ -138,6 +148,16 @@ async def run_sequence(
     def email(slot: int) -> str:
         return f"p-{tag}-{slot}@example.com"
 
+    def sent_as(paid: Pay) -> tuple[int, int, str, str]:
+        """The delivery a Pay sends: user, account, amount and transaction id."""
+        amount = Decimal(paid.cents) / 100
+        return (
+            run.user_ids[paid.user_slot],
+            account_base + paid.account_slot,
+            str(amount),
+            f"{tag}-{paid.transaction_slot}",
+        )
+
     # Every slot starts with a user, so that most payments have someone to go to.
     for slot in range(USER_SLOTS):
         run.user_ids[slot] = (
@@ -151,19 +171,15 @@ async def run_sequence(
                     user = await commands.register(conn, passwords, NewUser(email(email_slot), "P", PASSWORD))
                     run.user_ids[slot] = user.id  # the slot now names the newer user
                     run.every_user_id.add(user.id)
-                case Pay(user_slot, account_slot, cents, transaction_slot):
-                    amount = Decimal(cents) / 100
-                    account_id = account_base + account_slot
-                    payment = delivery(
-                        run.user_ids[user_slot], account_id, str(amount), f"{tag}-{transaction_slot}"
-                    )
-                    outcome = await commands.receive_payment(conn, payment)
-                    if outcome.is_new:
-                        assert transaction_slot not in run.sent
-                        run.sent[transaction_slot] = (run.user_ids[user_slot], account_id, amount)
-                        run.credited[account_id] += amount
-                    else:
-                        assert run.sent[transaction_slot] == (run.user_ids[user_slot], account_id, amount)
+                case Pay() as paid:
+                    payment = delivery(*sent_as(paid))
+                    outcome = await commands.receive_payment_or_refusal(conn, payment)
+                    note_outcomes(run, [(payment.user_id, paid, outcome)])
+                case PayTogether(payments):
+                    batch = [delivery(*sent_as(paid)) for paid in payments]
+                    outcomes = await commands.receive_payments(conn, batch)
+                    users_paid = [payment.user_id for payment in batch]
+                    note_outcomes(run, list(zip(users_paid, payments, outcomes, strict=True)))
                 case Update(slot, email_slot, full_name, new_password):
                     changes = UserChanges(
                         email=email(email_slot) if email_slot is not None else None,
@@ -187,6 +203,31 @@ async def run_sequence(
             pass
         await after_each()
     return run
+
+
+# The refusals the rules allow a payment; the checks show that they changed nothing.
+PAYMENT_REFUSALS = (
+    errors.UserNotFoundError,
+    errors.AccountOwnerMismatchError,
+    errors.TransactionConflictError,
+)
+
+
+def note_outcomes(run: Run, outcomes: list[tuple[int, Pay, commands.PaymentOutcome | Exception]]) -> None:
+    """Add the payments credited (each with the user it was sent for) to the model, then check
+    every re-delivery against it: in a batch, the credit of a transaction id may come after its
+    re-delivery in the list."""
+    for user_id, paid, outcome in outcomes:
+        if isinstance(outcome, Exception):
+            if not isinstance(outcome, PAYMENT_REFUSALS):
+                raise outcome
+        elif outcome.is_new:
+            assert paid.transaction_slot not in run.sent
+            run.sent[paid.transaction_slot] = (user_id, outcome.account_id, outcome.amount)
+            run.credited[outcome.account_id] += outcome.amount
+    for user_id, paid, outcome in outcomes:
+        if isinstance(outcome, commands.PaymentOutcome) and not outcome.is_new:
+            assert run.sent[paid.transaction_slot] == (user_id, outcome.account_id, Decimal(paid.cents) / 100)
 
 
 async def nothing() -> None:
