@@ -54,6 +54,11 @@ def main(argv: list[str] | None = None) -> int:
         help="webhook: also run it through PgBouncer in transaction mode, in the same rounds "
         "(needs Debian's pgbouncer and a --database-url reached over TCP)",
     )
+    parser.add_argument(
+        "--webhook-batch-max",
+        type=int,
+        help="the served LEDGER_WEBHOOK_BATCH_MAX (1: each delivery recorded alone; default: the service's)",
+    )
     parser.add_argument("--keep-logs", type=Path, help="keep the server logs in this directory")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -75,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         scenarios=scenarios,
         rounds=args.rounds,
         through_pgbouncer=args.through_pgbouncer,
+        webhook_batch_max=args.webhook_batch_max,
     )
     with tempfile.TemporaryDirectory(prefix="bench-logs-") as temporary:
         log_dir = args.keep_logs or Path(temporary)

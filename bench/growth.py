@@ -1,5 +1,5 @@
-"""Growth: the webhook figure on the default database, with ten times the accounts, and after a
-million payments already in the log.
+"""Growth: the webhook figure on the default database, with ten times the accounts, after a
+million payments already in the log, and with a hundred thousand users.
 
 Each variant gets its own fresh database, seeded once; then the variants take turns, round
 after round, each on a freshly started `ledger serve`, and each variant's figure is the median
@@ -33,6 +33,7 @@ from bench.run import (
 )
 
 ACCOUNTS_X10_USERS = 10_000  # x 2 accounts each: 20,000 accounts, ten times the default
+USERS_100K = 100_000  # one account each: a hundred times the default's users
 EVENTS_1M = 1_000_000
 ROUNDS = 3
 
@@ -45,6 +46,9 @@ def growth(options: Options, log_dir: Path, rounds: int = ROUNDS) -> dict[str, A
         "small": options,
         "accounts_x10": replace(options, population=replace(options.population, users=ACCOUNTS_X10_USERS)),
         "events_1m": replace(options, events=EVENTS_1M),
+        "users_100k": replace(
+            options, population=replace(options.population, users=USERS_100K, accounts_per_user=1)
+        ),
     }
     report: dict[str, Any] = {"load_before": [round(x, 2) for x in os.getloadavg()], "rounds": rounds}
     figures: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}

@@ -52,6 +52,7 @@ class Options:
     rounds: int = 3
     # webhook: also run it through PgBouncer (transaction mode), in the same rounds.
     through_pgbouncer: bool = False
+    webhook_batch_max: int | None = None  # LEDGER_WEBHOOK_BATCH_MAX of `ledger serve`; None: its default
 
 
 # The database ---------------------------------------------------------------------------------
@@ -302,6 +303,7 @@ def run(options: Options, log_dir: Path) -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "settings": {
             "duration_s": options.duration_s,
+            "webhook_batch_max": options.webhook_batch_max or "the default",
             "rounds": options.rounds,
             "concurrency": options.concurrency,
             "workers": options.workers,
@@ -356,7 +358,13 @@ def run(options: Options, log_dir: Path) -> dict[str, Any]:
         with ExitStack() as stack:
             process = stack.enter_context(
                 server.ledger_serve(
-                    url, port, options.workers, jwt_secret, webhook_secret, log_dir / "ledger-serve.log"
+                    url,
+                    port,
+                    options.workers,
+                    jwt_secret,
+                    webhook_secret,
+                    log_dir / "ledger-serve.log",
+                    **_serve_env(options),
                 )
                 if serves
                 else nullcontext()
@@ -376,6 +384,7 @@ def run(options: Options, log_dir: Path) -> dict[str, Any]:
                         LEDGER_OWNER_DATABASE_URL=url,
                         LEDGER_DATABASE_POOLER="transaction",
                         LEDGER_STATEMENT_TIMEOUT_S=str(pooler.STATEMENT_TIMEOUT_S),
+                        **_serve_env(options),
                     )
                 )
                 report["settings"]["pgbouncer"] = pooler.DESCRIPTION
@@ -516,6 +525,12 @@ def run(options: Options, log_dir: Path) -> dict[str, Any]:
     report["targets"] = targets(report)
     report["load_after"] = [round(x, 2) for x in os.getloadavg()]
     return report
+
+
+def _serve_env(options: Options) -> dict[str, str]:
+    if options.webhook_batch_max is None:
+        return {}
+    return {"LEDGER_WEBHOOK_BATCH_MAX": str(options.webhook_batch_max)}
 
 
 def _round_order(round_number: int) -> tuple[str, ...]:
