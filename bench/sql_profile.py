@@ -42,6 +42,7 @@ FUNCTION_START = "CREATE OR REPLACE FUNCTION receive_payment(\n"
 FUNCTION_END = "\n$$;\n"
 FULL = "full"
 YARDSTICK = "yardstick"
+BARE = "bare"
 
 
 @dataclass(frozen=True)
@@ -168,23 +169,42 @@ def replace_once(text: str, old: str, new: str, what: str) -> str:
     return text.replace(old, new)
 
 
+def without(function: str, removal: Removal) -> str:
+    """Return the CREATE statement function without removal's step; raise ValueError when its
+    text is not found exactly once."""
+    what = f"{DEFINITION.name}, step {removal.step}"
+    if not removal.until:
+        return replace_once(function, removal.start, removal.replacement, what)
+    replace_once(function, removal.start, removal.start, what)  # each exactly once, in order
+    replace_once(function, removal.until, removal.until, what)
+    start = function.index(removal.start)
+    end = function.index(removal.until)
+    if end <= start:
+        raise ValueError(f"{what}: {removal.until.strip()!r} comes before {removal.start.strip()!r}")
+    return function[:start] + removal.replacement + function[end:]
+
+
+def renamed(function: str, name: str) -> str:
+    """Return the CREATE statement of receive_payment() creating the same function as name."""
+    return replace_once(
+        function, FUNCTION_START, FUNCTION_START.replace("receive_payment(", f"{name}("), name
+    )
+
+
 def variant_function(full: str, removal: Removal) -> tuple[str, str]:
     """Return (name, CREATE statement) of the copy of receive_payment() without one step."""
     name = f"receive_payment_without_{removal.step}"
-    what = f"{DEFINITION.name}, step {removal.step}"
-    if removal.until:
-        replace_once(full, removal.start, removal.start, what)  # each exactly once, in order
-        replace_once(full, removal.until, removal.until, what)
-        start = full.index(removal.start)
-        end = full.index(removal.until)
-        if end <= start:
-            raise ValueError(f"{what}: {removal.until.strip()!r} comes before {removal.start.strip()!r}")
-        body = full[:start] + removal.replacement + full[end:]
-    else:
-        body = replace_once(full, removal.start, removal.replacement, what)
-    return name, replace_once(
-        body, FUNCTION_START, FUNCTION_START.replace("receive_payment(", f"{name}("), what
-    )
+    return name, renamed(without(full, removal), name)
+
+
+def bare_function(full: str) -> tuple[str, str]:
+    """Return (name, CREATE statement) of the copy without every step of REMOVALS at once: what
+    is left is the append of the event (its triggers included) and the answer."""
+    name = f"receive_payment_{BARE}"
+    function = full
+    for removal in REMOVALS:
+        function = without(function, removal)
+    return name, renamed(function, name)
 
 
 def calling_script(population: Population, function: str) -> str:
@@ -258,6 +278,12 @@ def profile(
                 name, statement = variant_function(full, removal)
                 conn.execute(statement.encode())
                 variants.append(Variant(name, removal.describes, url, calling_script(population, name)))
+            name, statement = bare_function(full)
+            conn.execute(statement.encode())
+            removes = (
+                "every step above at once: left are the event's append (its triggers too) and the answer"
+            )
+            variants.append(Variant(name, removes, url, calling_script(population, name)))
             triggers = [row[0] for row in conn.execute(SELECT_EVENT_INSERT_TRIGGERS)]
             report["settings"]["server"] = dict(conn.execute(SELECT_SERVER_SETTINGS).fetchall())
             report["triggers"] = [
