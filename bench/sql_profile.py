@@ -60,6 +60,12 @@ class Removal:
 
 REMOVALS = (
     Removal(
+        "definer",
+        "SECURITY DEFINER and its SET search_path (a GUC saved and restored per call)",
+        "LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$\n",
+        replacement="LANGUAGE plpgsql AS $$\n",
+    ),
+    Removal(
         "guards",
         "the argument and delivery checks at the top (amount, delivery = payment, isolation)",
         "    -- Guards, not input validation",
