@@ -5,9 +5,11 @@ fresh, seeded database, against the full function and against variants that each
 step out: copies of the function under another name (receive_payment_without_<step>), built
 in the bench database from the body in sql/definitions/40-payments.sql by removing that step's
 text, which must be found exactly once (so that a changed body fails loudly instead of
-measuring something else). A per-row INSERT trigger on events (found in pg_trigger) is left
-out in a fresh database of its own where it is dropped. The real definitions are never
-touched. The smallest idempotent credit (bench.ceiling's yardstick) runs beside them.
+measuring something else); `receive_payment_bare` leaves them all out at once. A per-row
+INSERT trigger on events (found in pg_trigger) is left out in a fresh database of its own
+where it is dropped. The real definitions are never touched. The smallest idempotent credit
+(bench.ceiling's yardstick) runs beside them. Every variant must still record each delivery
+it is sent (`credited`), so that none looks faster by answering 'seen' or 'user_not_found'.
 
 The variants take turns in rounds, each round in another order, so that whatever else loads
 the shared machine falls on all of them alike; each variant's rate is compared with the full
