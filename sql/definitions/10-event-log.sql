@@ -130,10 +130,14 @@ BEGIN
 END
 $$;
 
--- Named to fire before events_chain (triggers of one event fire in name order).
+-- Named to fire before events_chain (triggers of one event fire in name order). The WHEN
+-- clause is the function's own condition: every other event (a payment's postings are implied,
+-- a user's event has none) skips the call, which was a few percent of a payment's cost.
 CREATE OR REPLACE TRIGGER events_balanced
     BEFORE INSERT ON events
-    FOR EACH ROW EXECUTE FUNCTION refuse_unbalanced();
+    FOR EACH ROW
+    WHEN (NEW.type IN ('TransferMade', 'PaymentReversed') OR NEW.data ? 'postings')
+    EXECUTE FUNCTION refuse_unbalanced();
 
 -- What auditors read: the log with password hashes replaced by their SHA-256 (redacted(),
 -- sql/0005), the form the feed, exports and hash chains use. A view runs with its owner's
