@@ -170,7 +170,9 @@ def copy_repository(target: Path) -> None:
 def run_tests(copy: Path, tests: list[str]) -> str:
     """Run tests in the copy: 'killed' if one fails, 'survived' if all pass, 'timeout'."""
     command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--no-header", *tests]
-    with subprocess.Popen(command, cwd=copy, start_new_session=True, stdout=subprocess.PIPE, text=True) as run:
+    with subprocess.Popen(
+        command, cwd=copy, start_new_session=True, stdout=subprocess.PIPE, text=True
+    ) as run:
         try:
             output, _ = run.communicate(timeout=SQL_TIMEOUT_S)
         except subprocess.TimeoutExpired:
