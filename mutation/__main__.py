@@ -37,6 +37,8 @@ SQL_TIMEOUT_S = 600
 PYTEST_PASSED, PYTEST_FAILED = 0, 1
 # mutmut's statuses that count as the tests noticing the mutant.
 DETECTED = {"killed", "timeout", "caught by type check", "segfault"}
+# mutmut's status of a mutant not run yet (a run limited to some names, or stopped).
+NOT_CHECKED = "not checked"
 
 
 @dataclass
@@ -49,7 +51,12 @@ class Tally:
     seconds: float = 0.0
 
     def counted(self) -> dict[str, str]:
-        return {name: status for name, status in self.status_by_name.items() if name not in self.equivalent}
+        """The mutants that count: run, and not equivalent."""
+        return {
+            name: status
+            for name, status in self.status_by_name.items()
+            if name not in self.equivalent and status != NOT_CHECKED
+        }
 
     def detected(self) -> int:
         return sum(status in DETECTED for status in self.counted().values())
@@ -198,6 +205,8 @@ def report(tallies: list[Tally]) -> int:
         print(f"\n== {tally.kind} mutants: {len(tally.status_by_name)} in {tally.seconds / 60:.1f} min")
         print("   " + ", ".join(f"{status}: {count}" for status, count in sorted(statuses.items())))
         print(f"   equivalent (listed in mutation/equivalent.toml): {len(tally.equivalent)}")
+        if statuses[NOT_CHECKED]:
+            print(f"   not run, so not counted below: {statuses[NOT_CHECKED]}")
         killed_equivalent = [n for n in tally.equivalent if tally.status_by_name[n] in DETECTED]
         for name in killed_equivalent:
             print(f"   listed as equivalent but killed, remove it from the list: {name}")
@@ -207,6 +216,7 @@ def report(tallies: list[Tally]) -> int:
         survivors = [name for name, status in tally.counted().items() if status not in DETECTED]
         for name in survivors:
             print(f"   not killed: {name} ({tally.status_by_name[name]})")
+        print(f"   killed {tally.detected()} of {len(tally.counted())} non-equivalent mutants run")
         detected += tally.detected()
         counted += len(tally.counted())
     if not counted:
