@@ -120,8 +120,10 @@ def run_sql(names: list[str], equivalent: dict[str, str]) -> Tally:
         copy_repository(copy)
         # The unchanged definitions must pass every test a mutant names, or a kill proves nothing.
         baseline = sorted({test for mutant in mutants for test in mutant.tests})
-        if baseline and run_tests(copy, baseline) != "survived":
-            sys.exit("the SQL mutants' tests fail on the unchanged definitions: fix that first")
+        if baseline and (outcome := run_tests(copy, baseline, show_failures=True)) != "survived":
+            sys.exit(
+                f"the SQL mutants' tests on the unchanged definitions: {outcome}, not passed. Fix that first"
+            )
         for mutant in mutants:
             definitions = copy / "sql" / "definitions" / mutant.file
             original = definitions.read_text(encoding="utf-8")
@@ -174,7 +176,7 @@ def copy_repository(target: Path) -> None:
         sys.exit(f"the copy in {target} imports the package from {found}")
 
 
-def run_tests(copy: Path, tests: list[str]) -> str:
+def run_tests(copy: Path, tests: list[str], show_failures: bool = False) -> str:
     """Run tests in the copy: 'killed' if one fails, 'survived' if all pass, 'timeout'."""
     command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--no-header", *tests]
     with subprocess.Popen(
@@ -189,6 +191,8 @@ def run_tests(copy: Path, tests: list[str]) -> str:
     if run.returncode == PYTEST_PASSED:
         return "survived"
     if run.returncode == PYTEST_FAILED:
+        if show_failures:
+            print(output)
         return "killed"
     print(output)
     sys.exit(f"pytest ended with status {run.returncode} on {' '.join(tests)}: the mutant was not tested")
