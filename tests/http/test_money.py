@@ -186,3 +186,23 @@ async def test_the_trial_balance_is_zero_now_and_as_of_a_position(
     assert kinds["provider_clearing"]["balance"] == -kinds["user"]["balance"]
     then = await client.simulate_get("/audit/trial-balance", params={"as_of": "3"}, headers=admin.headers)
     assert then.json["total"] == 0 and then.json["as_of"] == "3"
+
+
+async def test_the_trial_balance_as_of_a_position_counts_the_events_up_to_it_and_no_later(
+    client: ASGIConductor, admin: Person, person: Person
+) -> None:
+    await pay(client, person, "12.34")
+    payments = await client.simulate_get("/users/payments", headers=person.headers)
+    payment_id = payments.json[0]["id"]
+
+    async def users_balance(as_of: int) -> Decimal:
+        result = await client.simulate_get(
+            "/audit/trial-balance", params={"as_of": str(as_of)}, headers=admin.headers
+        )
+        assert result.status_code == 200, result.text
+        (users,) = [kind for kind in result.json["kinds"] if kind["kind"] == "user"]
+        return Decimal(str(users["balance"]))
+
+    # A payment's id is its event's position: the cut there holds it, the one before does not.
+    before, through = await users_balance(payment_id - 1), await users_balance(payment_id)
+    assert through - before == Decimal("12.34")

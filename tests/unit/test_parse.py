@@ -117,6 +117,7 @@ def test_shape_and_types_are_checked_before_the_signature(change: dict, error: t
         "1E+2",
         "1e9999999999999999999",
         "1e-9999999999999999999",
+        "1" + "0" * 40,  # longer than any amount can be
         '"-5"',
         '"0.001"',
         '"1e13"',
@@ -133,6 +134,13 @@ def test_amount_rules_come_after_the_signature(literal: str) -> None:
     forged = {**signed, "signature": "ab" * 32}
     with pytest.raises(errors.InvalidSignatureError):
         accepted_delivery(delivery_bytes(forged, amount_literal=literal), WEBHOOKS)
+
+
+def test_a_string_amount_with_leading_zeros_is_told_so_whatever_its_length() -> None:
+    literal = '"' + "0" * 36 + '1.00"'  # 40 characters, the longest text read as a number
+    signed = delivery_body(1, 1, literal.strip('"'))
+    with pytest.raises(errors.InvalidAmountError, match="leading zero"):
+        accepted_delivery(delivery_bytes(signed, amount_literal=literal), WEBHOOKS)
 
 
 def test_the_largest_amount_is_accepted() -> None:
