@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -65,6 +66,13 @@ async def test_an_address_is_locked_after_its_failures_whatever_the_email(
     assert_throttled(await log_in(throttled, person.user.email, PASSWORD, address))
     # The same user from another address is not locked: its email has no failures.
     assert (await log_in(throttled, person.user.email, PASSWORD, new_address())).status_code == 200
+
+
+async def test_an_ipv6_address_is_locked_like_any_other(throttled: ASGIConductor, person: Person) -> None:
+    address = f"2001:db8::{uuid.uuid4().int % 65535:x}"  # colons of its own, inside the throttle's key
+    for _ in range(ADDRESS_MAX):
+        assert (await log_in(throttled, new_email(), "wrong-password", address)).status_code == 401
+    assert_throttled(await log_in(throttled, person.user.email, PASSWORD, address))
 
 
 async def test_unknown_emails_are_throttled_like_known_ones(throttled: ASGIConductor) -> None:
