@@ -1,10 +1,12 @@
-"""Password hashing, the answers alone: the right password matches, no other does, and no
-password matches a user who does not exist."""
+"""Password hashing, alone: the right password matches, no other does, no password matches a
+user who does not exist, and the settings bound the hashing under way."""
 
 from __future__ import annotations
 
-from ledger.config import CHEAPEST_ARGON2
-from ledger.passwords import Passwords
+import asyncio
+
+from ledger.config import CHEAPEST_ARGON2, PasswordHashing
+from ledger.passwords import HashingBusyError, Passwords
 
 
 async def test_only_the_right_password_matches_and_none_matches_no_user() -> None:
@@ -15,3 +17,10 @@ async def test_only_the_right_password_matches_and_none_matches_no_user() -> Non
     assert not await passwords.verify("not an argon2 hash", "correct horse")
     # An unknown email: the time of a verification is spent, and nothing matches.
     assert not await passwords.verify(None, "correct horse")
+
+
+async def test_the_settings_bound_how_many_hashes_run_and_wait() -> None:
+    passwords = Passwords.of(CHEAPEST_ARGON2, PasswordHashing(jobs_max=1, waiting_max=1))
+    outcomes = await asyncio.gather(*(passwords.hash("pw") for _ in range(3)), return_exceptions=True)
+    refused = [outcome for outcome in outcomes if isinstance(outcome, HashingBusyError)]
+    assert len(refused) == 1, outcomes  # one runs, one waits, the third is turned away
