@@ -109,12 +109,27 @@ def forgeries(person: Person, settings_secret: bytes) -> dict[str, str]:
             {k: v for k, v in claims.items() if k != "ver"}, settings_secret, algorithm="HS256"
         ),
         "hs512": jwt.encode(claims, settings_secret, algorithm="HS512"),
+        # Signed with the right key, but the credentials version is not a number: true equals 1
+        # in Python, and "1" is not 1 to the database.
+        "version_true": jwt.encode({**claims, "ver": True}, settings_secret, algorithm="HS256"),
+        "version_text": jwt.encode({**claims, "ver": str(claims["ver"])}, settings_secret, algorithm="HS256"),
     }
 
 
 @pytest.mark.parametrize(
     "kind",
-    ["garbage", "alg_none", "wrong_key", "tampered_payload", "expired", "no_exp", "no_version", "hs512"],
+    [
+        "garbage",
+        "alg_none",
+        "wrong_key",
+        "tampered_payload",
+        "expired",
+        "no_exp",
+        "no_version",
+        "hs512",
+        "version_true",
+        "version_text",
+    ],
 )
 async def test_forged_and_expired_tokens_are_refused(
     client: ASGIConductor, person: Person, settings, kind: str
