@@ -175,6 +175,7 @@ async def test_tokens_are_revoked_by_a_password_or_email_change(
     after = await client.simulate_get(path, headers=headers)
     if revokes:
         assert_unauthenticated(after)
+        assert "revoked" in after.json["message"]  # the token was good: it is told why it is not now
     else:
         assert after.status_code == 200
 
@@ -186,7 +187,9 @@ async def test_a_deleted_users_token_is_revoked(
     assert (await client.simulate_get(path, headers=person.headers)).status_code == 200
     deleted = await client.simulate_delete(f"/users/delete/{person.user.id}", headers=admin.headers)
     assert deleted.status_code == 200
-    assert_unauthenticated(await client.simulate_get(path, headers=person.headers))
+    revoked = await client.simulate_get(path, headers=person.headers)
+    assert_unauthenticated(revoked)
+    assert "revoked" in revoked.json["message"]
     refused = await client.simulate_post("/login", json={"email": person.user.email, "password": PASSWORD})
     assert refused.status_code == 401
 
