@@ -75,6 +75,29 @@ async def test_a_transaction_committed_late_is_still_handed_to_a_follower_once(o
         assert (await follow(reader, cursor))[0] == []
 
 
+async def test_the_feed_waits_for_the_oldest_transaction_still_running_not_the_newest(
+    own_database: str,
+) -> None:
+    append = "INSERT INTO events (stream, type, data) VALUES (%s, 'UserDeleted', '{\"user_id\": 901}')"
+    async with (
+        await psycopg.AsyncConnection.connect(own_database, autocommit=True) as oldest,
+        await psycopg.AsyncConnection.connect(own_database, autocommit=True) as newest,
+        await psycopg.AsyncConnection.connect(own_database, autocommit=True) as writer,
+        await psycopg.AsyncConnection.connect(own_database, autocommit=True) as reader,
+    ):
+        _, cursor = await follow(reader, feed.START)
+        await oldest.execute("BEGIN")
+        await oldest.execute(append, ("user-901",))
+        await writer.execute(append, ("user-902",))  # committed, after the oldest began
+        await newest.execute("BEGIN")
+        await newest.execute("SELECT pg_current_xact_id()")  # a transaction id above the writer's
+        # The oldest may still commit: nothing after it is handed out yet, whatever ended since.
+        assert (await follow(reader, cursor))[0] == []
+        await oldest.execute("COMMIT")
+        await newest.execute("COMMIT")
+        assert len((await follow(reader, cursor))[0]) == 2
+
+
 async def test_a_long_transaction_in_another_database_does_not_hold_the_feed_back(
     own_database: str, server_url: str
 ) -> None:
