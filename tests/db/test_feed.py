@@ -91,11 +91,14 @@ async def test_the_feed_waits_for_the_oldest_transaction_still_running_not_the_n
         await writer.execute(append, ("user-902",))  # committed, after the oldest began
         await newest.execute("BEGIN")
         await newest.execute("SELECT pg_current_xact_id()")  # a transaction id above the writer's
+        # A snapshot lists as running only transactions below the newest one that ended: so one
+        # more ends, and the newest still running is listed beside the oldest.
+        await writer.execute(append, ("user-903",))
         # The oldest may still commit: nothing after it is handed out yet, whatever ended since.
         assert (await follow(reader, cursor))[0] == []
         await oldest.execute("COMMIT")
         await newest.execute("COMMIT")
-        assert len((await follow(reader, cursor))[0]) == 2
+        assert len((await follow(reader, cursor))[0]) == 3
 
 
 async def test_a_long_transaction_in_another_database_does_not_hold_the_feed_back(
