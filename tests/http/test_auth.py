@@ -86,6 +86,16 @@ async def test_protected_endpoints_need_a_token(client: ASGIConductor, method: s
     assert_unauthenticated(await client.simulate_request(method, path, headers={"Authorization": "Bearer"}))
 
 
+@pytest.mark.parametrize("header", ["Bearer  {token}", "bearer {token} ", "BEARER\t{token}"])
+async def test_the_scheme_is_read_in_any_case_and_spaces_around_the_token_do_not_matter(
+    client: ASGIConductor, person: Person, header: str
+) -> None:
+    result = await client.simulate_get(
+        "/user/about", headers={"Authorization": header.format(token=person.token)}
+    )
+    assert result.status_code == 200, result.text
+
+
 def forgeries(person: Person, settings_secret: bytes) -> dict[str, str]:
     header, payload, signature = person.token.split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
