@@ -86,7 +86,7 @@ async def test_protected_endpoints_need_a_token(client: ASGIConductor, method: s
     assert_unauthenticated(await client.simulate_request(method, path, headers={"Authorization": "Bearer"}))
 
 
-@pytest.mark.parametrize("header", ["Bearer  {token}", "bearer {token} ", "BEARER\t{token}"])
+@pytest.mark.parametrize("header", ["Bearer  {token}", "bearer {token} ", "BEARER {token}"])
 async def test_the_scheme_is_read_in_any_case_and_spaces_around_the_token_do_not_matter(
     client: ASGIConductor, person: Person, header: str
 ) -> None:
