@@ -96,6 +96,14 @@ async def test_the_scheme_is_read_in_any_case_and_spaces_around_the_token_do_not
     assert result.status_code == 200, result.text
 
 
+@pytest.mark.parametrize("scheme", ["Basic", "Token", "Bearers"])
+async def test_a_good_token_under_another_scheme_is_refused(
+    client: ASGIConductor, person: Person, scheme: str
+) -> None:
+    result = await client.simulate_get("/user/about", headers={"Authorization": f"{scheme} {person.token}"})
+    assert_unauthenticated(result)
+
+
 def forgeries(person: Person, settings_secret: bytes) -> dict[str, str]:
     header, payload, signature = person.token.split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
