@@ -128,10 +128,10 @@ async def test_a_reversal_refunds_part_of_a_payment_and_never_more_than_it(
     payments = await client.simulate_get("/users/payments", headers=user.headers)
     payment_id = payments.json[0]["id"]
 
-    async def reverse(amount: str, key: str | None = None, as_person: Person = admin):  # noqa: ANN202
+    async def reverse(amount: str, key: str | None = None, as_person: Person = admin, reason: str = "refund"):  # noqa: ANN202
         return await client.simulate_post(
             f"/payments/{payment_id}/reversals",
-            json={"amount": amount, "reason": "refund"},
+            json={"amount": amount, "reason": reason},
             headers={**as_person.headers, "Idempotency-Key": key or f"k-{uuid.uuid4()}"},
         )
 
@@ -139,6 +139,8 @@ async def test_a_reversal_refunds_part_of_a_payment_and_never_more_than_it(
     first = await reverse("4.00", key)
     assert first.status_code == 201, first.text
     assert (await reverse("4.00", key)).json == first.json
+    for conflict in (await reverse("3.00", key), await reverse("4.00", key, reason="chargeback")):
+        assert (conflict.status_code, conflict.json["error"]) == (409, "idempotency_conflict")
     assert (await reverse("7.00")).json["error"] == "reversal_exceeds_payment"
     assert (await reverse("6.00")).status_code == 201
     assert (await reverse("1.00", as_person=user)).status_code == 403
