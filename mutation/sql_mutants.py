@@ -168,7 +168,7 @@ SQL_MUTANTS: tuple[SqlMutant, ...] = (
         EVENT_DATA,
         "(event_xact_id, event_position) <= (through_xact_id, through_xact_position)",
         "(event_xact_id, event_position) < (through_xact_id, through_xact_position)",
-        (EXPORT,),
+        (EXPORT, FEED),
     ),
     SqlMutant(
         "clearing-leg-of-a-payment-has-its-sign",

@@ -200,3 +200,12 @@ async def test_the_feed_orders_transaction_ids_as_numbers(own_database: str) -> 
     assert [xact_of[p] for p in seen] == sorted(xact_of[p] for p in seen)
     assert sorted(seen) == sorted(xact_of)  # every event, once
     assert head.cursor == last == max(Cursor(x, p) for p, x in rows)
+
+
+async def test_the_balances_through_the_feeds_last_event_are_the_live_ones(own_database: str) -> None:
+    """A cursor's prefix holds the event at the cursor: through the head, nothing is left out."""
+    async with await psycopg.AsyncConnection.connect(own_database, autocommit=True) as conn:
+        await commands.receive_payment(conn, delivery(1, new_account_id(), "6.01"))  # the last event
+        head = await checksums.feed_head(conn)
+        through_head = await checksums.feed_prefix_balance_summary(conn, head.cursor)
+        assert through_head == await checksums.live_balance_summary(conn)
