@@ -51,6 +51,7 @@ def test_a_secret_gives_its_key() -> None:
     [
         (base64.b64encode(bytes(24)).decode(), "whsec_"),
         ("whsec_not base64!", "base64"),
+        (secret_of(bytes(range(24)))[:12] + "!" + secret_of(bytes(range(24)))[12:], "base64"),
         (secret_of(bytes(23)), "24 bytes"),
     ],
 )
@@ -69,6 +70,14 @@ def test_one_good_entry_among_several_in_the_header_verifies() -> None:
     raw, headers = signed()
     headers["webhook-signature"] = "v1,bm90IGl0 v1a,x " + headers["webhook-signature"]
     assert accept(raw, headers).webhook_signature == headers["webhook-signature"]
+
+
+def test_entries_are_separated_by_spaces_only() -> None:
+    """As the scheme writes them (and its reference library splits them): a tab is no separator."""
+    raw, headers = signed()
+    tabbed = {**headers, "webhook-signature": "v1,bm90IGl0\t" + headers["webhook-signature"]}
+    with pytest.raises(errors.InvalidSignatureError):
+        accept(raw, tabbed)
 
 
 @pytest.mark.parametrize(
