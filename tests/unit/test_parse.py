@@ -9,7 +9,7 @@ import pytest
 
 from ledger import errors
 from ledger.http import bodies, parse
-from ledger.signatures import Webhooks
+from ledger.signatures import STANDARD_WEBHOOKS, Webhooks
 from tests.support import TEST_WEBHOOK_SECRET, accepted_delivery, delivery_body, delivery_bytes
 
 WEBHOOKS = Webhooks(secrets=(TEST_WEBHOOK_SECRET,))
@@ -141,6 +141,12 @@ def test_a_string_amount_with_leading_zeros_is_told_so_whatever_its_length() -> 
     signed = delivery_body(1, 1, literal.strip('"'))
     with pytest.raises(errors.InvalidAmountError, match="leading zero"):
         accepted_delivery(delivery_bytes(signed, amount_literal=literal), WEBHOOKS)
+
+
+def test_with_the_signature_field_turned_off_a_delivery_signed_so_is_told_the_other_scheme() -> None:
+    only_standard = Webhooks(secrets=(TEST_WEBHOOK_SECRET,), schemes=frozenset({STANDARD_WEBHOOKS}))
+    with pytest.raises(errors.InvalidSignatureError, match="Standard Webhooks"):
+        accepted_delivery(json.dumps(delivery_body(1, 1, "1.00")).encode(), only_standard)
 
 
 def test_the_largest_amount_is_accepted() -> None:
