@@ -1,4 +1,4 @@
-"""`python -m mutation [all | python | sql] [NAME ...]`: run the mutants, then print one report.
+"""`python -m mutation [all | python | sql] [NAME ...] [--report-only]`: run the mutants, report.
 
 python: mutmut over the modules of [tool.mutmut] in pyproject.toml, at most two processes (NAME:
 mutmut's mutant names or globs, e.g. 'ledger.money*'). sql: each mutant of mutation/sql_mutants.py
@@ -11,6 +11,7 @@ Exit status: 0 when the kill rate is at least 90%, 1 below it, 2 when a mutant c
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -27,6 +28,7 @@ from mutation.sql_mutants import SQL_MUTANTS, SqlMutant
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EQUIVALENT_FILE = REPO_ROOT / "mutation" / "equivalent.toml"
+SQL_RESULTS_FILE = REPO_ROOT / "mutants" / "sql-mutants.json"  # beside mutmut's own results
 KILL_RATE_MIN = 0.90
 MAX_CHILDREN = 2  # the machines' two cores are shared
 # A mutant that hangs a test (a lock never released, a loop that never ends) is stopped here and
@@ -66,8 +68,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m mutation", description=__doc__.splitlines()[0])
     parser.add_argument("what", nargs="?", choices=("all", "python", "sql"), default="all")
     parser.add_argument("names", nargs="*", help="only these mutants (mutmut's names or globs; SQL names)")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing: report the results the last runs left in mutants/",
+    )
     args = parser.parse_args()
-    if not os.environ.get("LEDGER_TEST_DATABASE_URL"):
+    if not args.report_only and not os.environ.get("LEDGER_TEST_DATABASE_URL"):
         sys.exit(
             "LEDGER_TEST_DATABASE_URL is not set: each mutant's test run would start an embedded "
             "PostgreSQL of its own. Point it at a server, e.g. postgresql://postgres@127.0.0.1:5432/postgres"
@@ -75,20 +82,29 @@ def main() -> None:
     equivalent = tomllib.loads(EQUIVALENT_FILE.read_text(encoding="utf-8"))
     tallies = []
     if args.what in ("all", "python"):
-        tallies.append(run_python(args.names, equivalent.get("python", {})))
+        tallies.append(run_python(args.names, equivalent.get("python", {}), args.report_only))
     if args.what in ("all", "sql"):
-        tallies.append(run_sql(args.names, equivalent.get("sql", {})))
+        sql = (
+            last_sql_run(equivalent.get("sql", {}))
+            if args.report_only
+            else run_sql(args.names, equivalent.get("sql", {}))
+        )
+        tallies.append(sql)
     sys.exit(report(tallies))
 
 
 # Python: mutmut -----------------------------------------------------------------------------
 
 
-def run_python(names: list[str], equivalent: dict[str, str]) -> Tally:
-    """Run mutmut (it keeps its results in mutants/, so a second run only runs what changed)."""
+def run_python(names: list[str], equivalent: dict[str, str], report_only: bool = False) -> Tally:
+    """Run mutmut and read its results. It keeps them in mutants/: without names, a second run
+    runs only what it has no result for; named mutants run again."""
     started = time.monotonic()
     mutmut = [sys.executable, "-m", "mutmut"]
-    subprocess.run([*mutmut, "run", "--max-children", str(MAX_CHILDREN), *names], cwd=REPO_ROOT, check=True)
+    if not report_only:
+        subprocess.run(
+            [*mutmut, "run", "--max-children", str(MAX_CHILDREN), *names], cwd=REPO_ROOT, check=True
+        )
     listed = subprocess.run(
         [*mutmut, "results", "--all", "true"], cwd=REPO_ROOT, check=True, capture_output=True, text=True
     ).stdout
@@ -135,6 +151,20 @@ def run_sql(names: list[str], equivalent: dict[str, str]) -> Tally:
             print(f"sql mutant {mutant.name}: {tally.status_by_name[mutant.name]}", flush=True)
     tally.equivalent = {name: why for name, why in tally.equivalent.items() if name in tally.status_by_name}
     tally.seconds = time.monotonic() - started
+    SQL_RESULTS_FILE.parent.mkdir(exist_ok=True)
+    SQL_RESULTS_FILE.write_text(
+        json.dumps({"seconds": tally.seconds, "status_by_name": tally.status_by_name})
+    )
+    return tally
+
+
+def last_sql_run(equivalent: dict[str, str]) -> Tally:
+    """Return the results the last SQL run left in mutants/."""
+    if not SQL_RESULTS_FILE.is_file():
+        sys.exit(f"no SQL run has left results in {SQL_RESULTS_FILE.relative_to(REPO_ROOT)}")
+    last = json.loads(SQL_RESULTS_FILE.read_text())
+    tally = Tally("sql", last["status_by_name"], seconds=last["seconds"])
+    tally.equivalent = {name: why for name, why in equivalent.items() if name in tally.status_by_name}
     return tally
 
 
