@@ -238,7 +238,8 @@ def report(tallies: list[Tally]) -> int:
         statuses = Counter(tally.status_by_name.values())
         print(f"\n== {tally.kind} mutants: {len(tally.status_by_name)} in {tally.seconds / 60:.1f} min")
         print("   " + ", ".join(f"{status}: {count}" for status, count in sorted(statuses.items())))
-        print(f"   equivalent (listed in mutation/equivalent.toml): {len(tally.equivalent)}")
+        run_equivalent = [name for name in tally.equivalent if tally.status_by_name[name] != NOT_CHECKED]
+        print(f"   equivalent, of those run (listed in mutation/equivalent.toml): {len(run_equivalent)}")
         if statuses[NOT_CHECKED]:
             print(f"   not run, so not counted below: {statuses[NOT_CHECKED]}")
         killed_equivalent = [n for n in tally.equivalent if tally.status_by_name[n] in DETECTED]
