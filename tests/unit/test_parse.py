@@ -136,6 +136,14 @@ def test_amount_rules_come_after_the_signature(literal: str) -> None:
         accepted_delivery(delivery_bytes(forged, amount_literal=literal), WEBHOOKS)
 
 
+@pytest.mark.parametrize("literal", ["1e2", '"1e2"'])
+def test_an_amount_with_an_exponent_is_told_so_naming_the_field(literal: str) -> None:
+    signed = delivery_body(1, 1, literal.strip('"'))
+    with pytest.raises(errors.InvalidAmountError, match="no exponent") as refused:
+        accepted_delivery(delivery_bytes(signed, amount_literal=literal), WEBHOOKS)
+    assert refused.value.details == {"field": "amount"}
+
+
 def test_a_string_amount_with_leading_zeros_is_told_so_whatever_its_length() -> None:
     literal = '"' + "0" * 36 + '1.00"'  # 40 characters, the longest text read as a number
     signed = delivery_body(1, 1, literal.strip('"'))
