@@ -75,6 +75,32 @@ async def test_a_transaction_committed_late_is_still_handed_to_a_follower_once(o
         assert (await follow(reader, cursor))[0] == []
 
 
+async def test_the_feed_waits_for_the_oldest_transaction_still_running_not_the_newest(
+    own_database: str,
+) -> None:
+    append = "INSERT INTO events (stream, type, data) VALUES (%s, 'UserDeleted', '{\"user_id\": 901}')"
+    async with (
+        await psycopg.AsyncConnection.connect(own_database, autocommit=True) as oldest,
+        await psycopg.AsyncConnection.connect(own_database, autocommit=True) as newest,
+        await psycopg.AsyncConnection.connect(own_database, autocommit=True) as writer,
+        await psycopg.AsyncConnection.connect(own_database, autocommit=True) as reader,
+    ):
+        _, cursor = await follow(reader, feed.START)
+        await oldest.execute("BEGIN")
+        await oldest.execute(append, ("user-901",))
+        await writer.execute(append, ("user-902",))  # committed, after the oldest began
+        await newest.execute("BEGIN")
+        await newest.execute("SELECT pg_current_xact_id()")  # a transaction id above the writer's
+        # A snapshot lists as running only transactions below the newest one that ended: so one
+        # more ends, and the newest still running is listed beside the oldest.
+        await writer.execute(append, ("user-903",))
+        # The oldest may still commit: nothing after it is handed out yet, whatever ended since.
+        assert (await follow(reader, cursor))[0] == []
+        await oldest.execute("COMMIT")
+        await newest.execute("COMMIT")
+        assert len((await follow(reader, cursor))[0]) == 3
+
+
 async def test_a_long_transaction_in_another_database_does_not_hold_the_feed_back(
     own_database: str, server_url: str
 ) -> None:
@@ -174,3 +200,12 @@ async def test_the_feed_orders_transaction_ids_as_numbers(own_database: str) -> 
     assert [xact_of[p] for p in seen] == sorted(xact_of[p] for p in seen)
     assert sorted(seen) == sorted(xact_of)  # every event, once
     assert head.cursor == last == max(Cursor(x, p) for p, x in rows)
+
+
+async def test_the_balances_through_the_feeds_last_event_are_the_live_ones(own_database: str) -> None:
+    """A cursor's prefix holds the event at the cursor: through the head, nothing is left out."""
+    async with await psycopg.AsyncConnection.connect(own_database, autocommit=True) as conn:
+        await commands.receive_payment(conn, delivery(1, new_account_id(), "6.01"))  # the last event
+        head = await checksums.feed_head(conn)
+        through_head = await checksums.feed_prefix_balance_summary(conn, head.cursor)
+        assert through_head == await checksums.live_balance_summary(conn)

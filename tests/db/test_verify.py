@@ -3,10 +3,14 @@ table (as a superuser, with the append-only trigger off) is named by the event i
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import psycopg
 import pytest
 
-from tests.support import TEST_WEBHOOK_SECRET, ledger_cli
+from ledger import commands
+from tests.support import TEST_WEBHOOK_SECRET, accepted_delivery, delivery_body, ledger_cli, new_account_id
 from tests.support import fill_small_ledger as fill
 
 # account-10 gets three events from fill(): AccountOpened (v1), PaymentReceived (v2, v3).
@@ -112,6 +116,20 @@ def test_verify_checks_every_signature_against_the_configured_secrets(own_databa
     assert output.count("bad_signature:") == 5, output
     # A rotated list that still holds the signing secret verifies.
     code, output = verify(own_database, secrets=b"the-new-secret," + TEST_WEBHOOK_SECRET)
+    assert code == 0, output
+
+
+def test_a_signature_sent_in_capitals_verifies(own_database: str) -> None:
+    """Hex in either case is the same signature: the service credits it, and verify agrees."""
+    body = delivery_body(1, new_account_id(), "4.20")
+    body["signature"] = body["signature"].upper()
+
+    async def credit() -> None:
+        async with await psycopg.AsyncConnection.connect(own_database, autocommit=True) as conn:
+            await commands.receive_payment(conn, accepted_delivery(json.dumps(body).encode()))
+
+    asyncio.run(credit())
+    code, output = verify(own_database)
     assert code == 0, output
 
 

@@ -86,6 +86,24 @@ async def test_protected_endpoints_need_a_token(client: ASGIConductor, method: s
     assert_unauthenticated(await client.simulate_request(method, path, headers={"Authorization": "Bearer"}))
 
 
+@pytest.mark.parametrize("header", ["Bearer  {token}", "bearer {token} ", "BEARER {token}"])
+async def test_the_scheme_is_read_in_any_case_and_spaces_around_the_token_do_not_matter(
+    client: ASGIConductor, person: Person, header: str
+) -> None:
+    result = await client.simulate_get(
+        "/user/about", headers={"Authorization": header.format(token=person.token)}
+    )
+    assert result.status_code == 200, result.text
+
+
+@pytest.mark.parametrize("scheme", ["Basic", "Token", "Bearers"])
+async def test_a_good_token_under_another_scheme_is_refused(
+    client: ASGIConductor, person: Person, scheme: str
+) -> None:
+    result = await client.simulate_get("/user/about", headers={"Authorization": f"{scheme} {person.token}"})
+    assert_unauthenticated(result)
+
+
 def forgeries(person: Person, settings_secret: bytes) -> dict[str, str]:
     header, payload, signature = person.token.split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
@@ -109,20 +127,36 @@ def forgeries(person: Person, settings_secret: bytes) -> dict[str, str]:
             {k: v for k, v in claims.items() if k != "ver"}, settings_secret, algorithm="HS256"
         ),
         "hs512": jwt.encode(claims, settings_secret, algorithm="HS512"),
+        # Signed with the right key, but the credentials version is not a number: true equals 1
+        # in Python, and "1" is not 1 to the database.
+        "version_true": jwt.encode({**claims, "ver": True}, settings_secret, algorithm="HS256"),
+        "version_text": jwt.encode({**claims, "ver": str(claims["ver"])}, settings_secret, algorithm="HS256"),
     }
 
 
 @pytest.mark.parametrize(
     "kind",
-    ["garbage", "alg_none", "wrong_key", "tampered_payload", "expired", "no_exp", "no_version", "hs512"],
+    [
+        "garbage",
+        "alg_none",
+        "wrong_key",
+        "tampered_payload",
+        "expired",
+        "no_exp",
+        "no_version",
+        "hs512",
+        "version_true",
+        "version_text",
+    ],
 )
 async def test_forged_and_expired_tokens_are_refused(
     client: ASGIConductor, person: Person, settings, kind: str
 ) -> None:  # noqa: ANN001
     token = forgeries(person, settings.jwt_secret)[kind]
-    assert_unauthenticated(
-        await client.simulate_get("/user/about", headers={"Authorization": f"Bearer {token}"})
-    )
+    result = await client.simulate_get("/user/about", headers={"Authorization": f"Bearer {token}"})
+    assert_unauthenticated(result)
+    # A token was sent: the answer says it is not good, not that a token is missing.
+    assert "invalid or expired" in result.json["message"]
 
 
 async def login(client: ASGIConductor, email: str, password: str) -> dict[str, str]:
@@ -159,6 +193,7 @@ async def test_tokens_are_revoked_by_a_password_or_email_change(
     after = await client.simulate_get(path, headers=headers)
     if revokes:
         assert_unauthenticated(after)
+        assert "revoked" in after.json["message"]  # the token was good: it is told why it is not now
     else:
         assert after.status_code == 200
 
@@ -170,7 +205,9 @@ async def test_a_deleted_users_token_is_revoked(
     assert (await client.simulate_get(path, headers=person.headers)).status_code == 200
     deleted = await client.simulate_delete(f"/users/delete/{person.user.id}", headers=admin.headers)
     assert deleted.status_code == 200
-    assert_unauthenticated(await client.simulate_get(path, headers=person.headers))
+    revoked = await client.simulate_get(path, headers=person.headers)
+    assert_unauthenticated(revoked)
+    assert "revoked" in revoked.json["message"]
     refused = await client.simulate_post("/login", json={"email": person.user.email, "password": PASSWORD})
     assert refused.status_code == 401
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+import uuid
 from collections.abc import AsyncIterator
 
+import psycopg
 import pytest
 from falcon.testing import ASGIConductor
 from psycopg_pool import AsyncConnectionPool
@@ -65,6 +67,32 @@ async def test_an_address_is_locked_after_its_failures_whatever_the_email(
     assert_throttled(await log_in(throttled, person.user.email, PASSWORD, address))
     # The same user from another address is not locked: its email has no failures.
     assert (await log_in(throttled, person.user.email, PASSWORD, new_address())).status_code == 200
+
+
+async def test_an_ipv6_address_is_locked_like_any_other(throttled: ASGIConductor, person: Person) -> None:
+    address = f"2001:db8::{uuid.uuid4().int % 65535:x}"  # colons of its own, inside the throttle's key
+    for _ in range(ADDRESS_MAX):
+        assert (await log_in(throttled, new_email(), "wrong-password", address)).status_code == 401
+    assert_throttled(await log_in(throttled, person.user.email, PASSWORD, address))
+
+
+async def test_retry_after_is_the_longest_wait_of_the_locks_a_login_meets(
+    throttled: ASGIConductor, person: Person, database_url: str
+) -> None:
+    address = new_address()
+    for _ in range(EMAIL_MAX):
+        await log_in(throttled, person.user.email, "wrong-password", new_address())
+    for _ in range(ADDRESS_MAX):
+        await log_in(throttled, new_email(), "wrong-password", address)
+    # The address's lock ends well before the email's: a login meeting both waits for the email's.
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as owner:
+        await owner.execute(
+            "UPDATE throttle_counts SET window_ends_at = now() + interval '10 seconds' WHERE key = %s",
+            ("address:" + address,),
+        )
+    result = await log_in(throttled, person.user.email, PASSWORD, address)
+    assert_throttled(result)
+    assert int(result.headers["Retry-After"]) > 10  # the email's, not the address's
 
 
 async def test_unknown_emails_are_throttled_like_known_ones(throttled: ASGIConductor) -> None:

@@ -128,10 +128,10 @@ async def test_a_reversal_refunds_part_of_a_payment_and_never_more_than_it(
     payments = await client.simulate_get("/users/payments", headers=user.headers)
     payment_id = payments.json[0]["id"]
 
-    async def reverse(amount: str, key: str | None = None, as_person: Person = admin):  # noqa: ANN202
+    async def reverse(amount: str, key: str | None = None, as_person: Person = admin, reason: str = "refund"):  # noqa: ANN202
         return await client.simulate_post(
             f"/payments/{payment_id}/reversals",
-            json={"amount": amount, "reason": "refund"},
+            json={"amount": amount, "reason": reason},
             headers={**as_person.headers, "Idempotency-Key": key or f"k-{uuid.uuid4()}"},
         )
 
@@ -139,6 +139,8 @@ async def test_a_reversal_refunds_part_of_a_payment_and_never_more_than_it(
     first = await reverse("4.00", key)
     assert first.status_code == 201, first.text
     assert (await reverse("4.00", key)).json == first.json
+    for conflict in (await reverse("3.00", key), await reverse("4.00", key, reason="chargeback")):
+        assert (conflict.status_code, conflict.json["error"]) == (409, "idempotency_conflict")
     assert (await reverse("7.00")).json["error"] == "reversal_exceeds_payment"
     assert (await reverse("6.00")).status_code == 201
     assert (await reverse("1.00", as_person=user)).status_code == 403
@@ -186,3 +188,23 @@ async def test_the_trial_balance_is_zero_now_and_as_of_a_position(
     assert kinds["provider_clearing"]["balance"] == -kinds["user"]["balance"]
     then = await client.simulate_get("/audit/trial-balance", params={"as_of": "3"}, headers=admin.headers)
     assert then.json["total"] == 0 and then.json["as_of"] == "3"
+
+
+async def test_the_trial_balance_as_of_a_position_counts_the_events_up_to_it_and_no_later(
+    client: ASGIConductor, admin: Person, person: Person
+) -> None:
+    await pay(client, person, "12.34")
+    payments = await client.simulate_get("/users/payments", headers=person.headers)
+    payment_id = payments.json[0]["id"]
+
+    async def users_balance(as_of: int) -> Decimal:
+        result = await client.simulate_get(
+            "/audit/trial-balance", params={"as_of": str(as_of)}, headers=admin.headers
+        )
+        assert result.status_code == 200, result.text
+        (users,) = [kind for kind in result.json["kinds"] if kind["kind"] == "user"]
+        return Decimal(str(users["balance"]))
+
+    # A payment's id is its event's position: the cut there holds it, the one before does not.
+    before, through = await users_balance(payment_id - 1), await users_balance(payment_id)
+    assert through - before == Decimal("12.34")

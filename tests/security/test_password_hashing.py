@@ -125,6 +125,8 @@ async def test_registrations_are_throttled_per_client_address(
             statuses.append(result.status_code)
         assert statuses == [201, 201, 201, 429, 429]
         assert int(result.headers["Retry-After"]) >= 1
+        assert result.json["error"] == "too_many_attempts"
+        assert "registrations" in result.json["message"]  # not the failed logins' message
         other = await client.simulate_post(
             "/register",
             json={"email": new_email(), "full_name": "Else", "password": PASSWORD},

@@ -172,13 +172,13 @@ async def test_each_scheme_can_be_turned_off(only, person: Person) -> None:  # n
 
 
 async def test_verify_checks_standard_webhooks_signatures_again(own_database: str, person: Person) -> None:
-    raw, headers = standard_delivery(payment(person, "3.00", 1) | {"user_id": 1})
-    lowered = {name.lower(): value for name, value in headers.items()}
-    delivery = accepted_delivery(raw, headers=lowered)
     async with await psycopg.AsyncConnection.connect(own_database, autocommit=True) as conn:
-        await commands.receive_payment(conn, delivery)
+        for key in (STANDARD_WEBHOOK_KEY, ROTATED_STANDARD_WEBHOOK_KEY):  # either key verifies
+            raw, headers = standard_delivery(payment(person, "3.00", 1) | {"user_id": 1}, key=key)
+            lowered = {name.lower(): value for name, value in headers.items()}
+            await commands.receive_payment(conn, accepted_delivery(raw, headers=lowered))
         held = await verify(conn, webhooks_for_tests())
         assert held.intact, held.findings
         wrong_key = dataclasses.replace(webhooks_for_tests(), standard_keys=(b"another key",))
         report = await verify(conn, wrong_key)
-    assert [finding.kind for finding in report.findings] == ["bad_signature"]
+    assert [finding.kind for finding in report.findings] == ["bad_signature", "bad_signature"]

@@ -9,7 +9,7 @@ import pytest
 
 from ledger import errors
 from ledger.http import bodies, parse
-from ledger.signatures import Webhooks
+from ledger.signatures import STANDARD_WEBHOOKS, Webhooks
 from tests.support import TEST_WEBHOOK_SECRET, accepted_delivery, delivery_body, delivery_bytes
 
 WEBHOOKS = Webhooks(secrets=(TEST_WEBHOOK_SECRET,))
@@ -117,6 +117,7 @@ def test_shape_and_types_are_checked_before_the_signature(change: dict, error: t
         "1E+2",
         "1e9999999999999999999",
         "1e-9999999999999999999",
+        "1" + "0" * 40,  # longer than any amount can be
         '"-5"',
         '"0.001"',
         '"1e13"',
@@ -133,6 +134,27 @@ def test_amount_rules_come_after_the_signature(literal: str) -> None:
     forged = {**signed, "signature": "ab" * 32}
     with pytest.raises(errors.InvalidSignatureError):
         accepted_delivery(delivery_bytes(forged, amount_literal=literal), WEBHOOKS)
+
+
+@pytest.mark.parametrize("literal", ["1e2", '"1e2"'])
+def test_an_amount_with_an_exponent_is_told_so_naming_the_field(literal: str) -> None:
+    signed = delivery_body(1, 1, literal.strip('"'))
+    with pytest.raises(errors.InvalidAmountError, match="no exponent") as refused:
+        accepted_delivery(delivery_bytes(signed, amount_literal=literal), WEBHOOKS)
+    assert refused.value.details == {"field": "amount"}
+
+
+def test_a_string_amount_with_leading_zeros_is_told_so_whatever_its_length() -> None:
+    literal = '"' + "0" * 36 + '1.00"'  # 40 characters, the longest text read as a number
+    signed = delivery_body(1, 1, literal.strip('"'))
+    with pytest.raises(errors.InvalidAmountError, match="leading zero"):
+        accepted_delivery(delivery_bytes(signed, amount_literal=literal), WEBHOOKS)
+
+
+def test_with_the_signature_field_turned_off_a_delivery_signed_so_is_told_the_other_scheme() -> None:
+    only_standard = Webhooks(secrets=(TEST_WEBHOOK_SECRET,), schemes=frozenset({STANDARD_WEBHOOKS}))
+    with pytest.raises(errors.InvalidSignatureError, match="Standard Webhooks"):
+        accepted_delivery(json.dumps(delivery_body(1, 1, "1.00")).encode(), only_standard)
 
 
 def test_the_largest_amount_is_accepted() -> None:

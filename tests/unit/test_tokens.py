@@ -34,6 +34,17 @@ def test_a_remembered_token_is_refused_once_expired() -> None:
             tokens.claims(token)
 
 
+def test_a_remembered_token_is_refused_from_the_second_of_its_expiry() -> None:
+    """As PyJWT decides for a token it has not seen: valid while now < exp."""
+    clock = Clock()
+    tokens = Tokens(SECRET, ttl_s=60, clock=clock)
+    token = tokens.issue(LoginRecord(7, "", 3))
+    assert tokens.claims(token) == (7, 3)
+    clock.now = int(clock.now) + 60  # exp
+    with pytest.raises(errors.UnauthenticatedError, match="invalid or expired"):
+        tokens.claims(token)
+
+
 def test_only_the_exact_verified_string_is_remembered() -> None:
     tokens = Tokens(SECRET, ttl_s=60)
     token = tokens.issue(LoginRecord(7, "", 3))
