@@ -38,6 +38,7 @@ EXPORT = "tests/db/test_export.py"
 STANDARD_WEBHOOKS = "tests/security/test_standard_webhooks.py"
 RESPLIT = "tests/security/test_signature_resplit.py"
 GROUP_COMMIT = "tests/db/test_group_commit.py"
+STANDBY_FEED = "tests/e2e/test_failover.py::test_the_feed_on_the_standby_has_no_gaps_while_the_primary_writes"
 PROPERTIES = "tests/property/test_ledger_properties.py"
 
 SQL_MUTANTS: tuple[SqlMutant, ...] = (
@@ -507,5 +508,12 @@ SQL_MUTANTS: tuple[SqlMutant, ...] = (
         "SELECT i, r.outcome, r.payment_id",
         "SELECT v_count + 1 - i, r.outcome, r.payment_id",
         (GROUP_COMMIT, PROPERTIES),
+    ),
+    SqlMutant(
+        "feed-horizon-on-a-standby-reads-its-snapshot-as-a-primarys",
+        EVENT_LOG,
+        "SELECT CASE WHEN pg_is_in_recovery() THEN",
+        "SELECT CASE WHEN false THEN",
+        (STANDBY_FEED,),
     ),
 )

@@ -28,16 +28,19 @@ CREATE OR REPLACE TRIGGER events_refuse_truncate
 -- pg_stat_activity or pg_prepared_xacts place in another database. A transaction whose
 -- database cannot be told (it ended since, or its session is hidden) counts as ours: the
 -- horizon only ever errs low, which delays a reader but never skips an event.
+-- On a hot standby a snapshot lists no running transactions at all (PostgreSQL keeps the ones
+-- it knows of from the primary's WAL elsewhere), only its xmin, the oldest of them: there the
+-- horizon is that xmin, which cannot tell databases apart either, and so also errs low.
 CREATE OR REPLACE FUNCTION feed_horizon() RETURNS xid8
 LANGUAGE sql STABLE AS $$
-    SELECT COALESCE(
+    SELECT CASE WHEN pg_is_in_recovery() THEN pg_snapshot_xmin(pg_current_snapshot()) ELSE COALESCE(
         (SELECT min(running.xid)
          FROM pg_snapshot_xip(pg_current_snapshot()) AS running (xid)
          WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity AS a
                            WHERE a.backend_xid = xid(running.xid) AND a.datname <> current_database())
            AND NOT EXISTS (SELECT 1 FROM pg_prepared_xacts AS p
                            WHERE p.transaction = xid(running.xid) AND p.database <> current_database())),
-        pg_snapshot_xmax(pg_current_snapshot()))
+        pg_snapshot_xmax(pg_current_snapshot())) END
 $$;
 
 -- What leaves the service in place of a password hash: its SHA-256, which commits to the value

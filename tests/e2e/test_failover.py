@@ -23,10 +23,12 @@ from pathlib import Path
 import psycopg
 import pytest
 from falcon.testing import ASGIConductor
+from psycopg.types.json import Jsonb
 
 from bench import clusters, failover
 from ledger import commands, db
 from ledger.config import REPO_ROOT, Settings
+from ledger.events.types import to_data
 from ledger.http.app import create_app
 from ledger.passwords import Passwords
 from tests.support import (
@@ -163,9 +165,24 @@ async def _admin(client: ASGIConductor) -> Person:
 async def _write_payments(primary_url: str, writer: int) -> None:
     async with await psycopg.AsyncConnection.connect(primary_url, autocommit=True) as conn:
         for number in range(PAYMENTS_PER_WRITER):
-            await commands.receive_payment(
-                conn, delivery(1, 9_000 + writer, "1.00", f"feed-{writer}-{number}")
-            )
+            payment = delivery(1, 9_000 + writer, "1.00", f"feed-{writer}-{number}")
+            if writer:
+                await commands.receive_payment(conn, payment)
+                continue
+            # The slow writer: its event takes its position, then its transaction stays open
+            # while the others commit events with later positions.
+            async with conn.transaction():
+                await conn.execute(
+                    commands.RECEIVE_PAYMENT,
+                    {
+                        "transaction_id": payment.transaction_id,
+                        "user_id": payment.user_id,
+                        "account_id": payment.account_id,
+                        "amount": payment.amount_value,
+                        "delivery": Jsonb(to_data(payment)),
+                    },
+                )
+                await conn.execute("SELECT pg_sleep(0.05)")
 
 
 async def test_the_feed_on_the_standby_has_no_gaps_while_the_primary_writes(
