@@ -249,7 +249,7 @@ def test_the_books_balance_after_every_step(double_entry_database: str) -> None:
     run_state_machine_as_test(
         DoubleEntry,
         settings=settings(
-            max_examples=15,
+            max_examples=8,
             stateful_step_count=15,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow],

@@ -234,7 +234,7 @@ async def nothing() -> None:
     pass
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sequence=operations)
 async def test_balances_always_equal_the_sum_of_their_events(
     sequence: list, database_url: str, passwords: Passwords
@@ -271,7 +271,7 @@ def as_of_database(server_url: str) -> Iterator[str]:
     db.drop_database(server_url, url)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sequence=st.lists(operation | grants, min_size=1, max_size=15), data=st.data())
 async def test_balances_as_of_a_cut_equal_a_replay_of_the_log_cut_there(
     sequence: list, data: st.DataObject, as_of_database: str, passwords: Passwords

@@ -205,7 +205,7 @@ async def balance_total(pool: AsyncConnectionPool) -> Decimal:
 
 
 @settings(
-    max_examples=25,
+    max_examples=12,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
