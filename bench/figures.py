@@ -133,3 +133,14 @@ def ratios_per_round(numerator: Figures, denominator: Figures) -> list[float | N
 def median_or_none(values: list[float | None]) -> float | None:
     known = [value for value in values if value is not None]
     return round(statistics.median(known), 3) if known else None
+
+
+def markdown_table(rows: list[tuple[str, ...]]) -> list[str]:
+    """Return the lines of a Markdown table whose first row is the header, columns padded."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) + " |"
+        for row in rows
+    ]
+    lines.insert(1, "| " + " | ".join("-" * width for width in widths) + " |")
+    return lines

@@ -21,7 +21,7 @@ from typing import Any
 import simplejson
 
 from bench import ceiling, load, pooler, seed, server
-from bench.figures import Figures, Slice, machine_cpu, median_or_none, ratio, ratios_per_round
+from bench.figures import Figures, Slice, machine_cpu, markdown_table, median_or_none, ratio, ratios_per_round
 from bench.seed import Population
 from ledger import db, signatures
 from ledger.config import REPO_ROOT, Argon2Cost
@@ -616,12 +616,7 @@ def table(report: dict[str, Any]) -> str:
                 "" if idle is None else f"{idle:.0%}",
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [
-        "| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) + " |"
-        for row in rows
-    ]
-    lines.insert(1, "| " + " | ".join("-" * width for width in widths) + " |")
+    lines = markdown_table(rows)
     settings = report["settings"]
     lines.append("")
     lines.append(

@@ -34,7 +34,7 @@ import simplejson
 from psycopg import sql
 
 from bench import ceiling, seed
-from bench.figures import median_or_none, ratio
+from bench.figures import markdown_table, median_or_none, ratio
 from bench.run import database_server, fresh_database
 from bench.seed import Population
 from ledger.config import REPO_ROOT
@@ -395,12 +395,7 @@ def table(report: dict[str, Any]) -> str:
                 else f"{figures['credited']}/{figures['transactions']}",
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = [
-        "| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) + " |"
-        for row in rows
-    ]
-    lines.insert(1, "| " + " | ".join("-" * width for width in widths) + " |")
+    lines = markdown_table(rows)
     settings = report["settings"]
     lines.append("")
     lines.append(
