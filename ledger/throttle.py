@@ -52,9 +52,12 @@ COUNT_ATTEMPT = """
 
 # After a successful login: the email's count is forgotten, and the address's count takes this
 # attempt back (not its other attempts: a client that knows one password must not clear the
-# count of its guesses at other accounts).
-FORGET_LOGIN = """
-    WITH forgotten AS (DELETE FROM throttle_counts WHERE key = 'email:' || lower(%(email)s))
+# count of its guesses at other accounts). Two statements, each its own transaction, so that no
+# statement holds one key's row while it waits for the other's: in one statement (a CTE) the
+# address's row was locked before the email's, the opposite order of COUNT_ATTEMPT, and two
+# logins of one user deadlocked.
+FORGET_EMAIL = "DELETE FROM throttle_counts WHERE key = 'email:' || lower(%(email)s)"
+TAKE_BACK_ADDRESS_ATTEMPT = """
     UPDATE throttle_counts SET attempts = attempts - 1
     WHERE key = 'address:' || %(address)s AND attempts > 0
 """
@@ -71,7 +74,8 @@ async def count_login_attempt(
 
 async def forget_login(conn: AsyncConnection, email: str, client_address: str) -> None:
     """Forget the email's attempts after a successful login, and take this one back from the address."""
-    await conn.execute(FORGET_LOGIN, {"email": email, "address": client_address})
+    await conn.execute(FORGET_EMAIL, {"email": email})
+    await conn.execute(TAKE_BACK_ADDRESS_ATTEMPT, {"address": client_address})
 
 
 async def count_registration(conn: AsyncConnection, policy: RequestThrottle, client_address: str) -> None:
