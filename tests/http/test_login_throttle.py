@@ -131,9 +131,9 @@ async def test_the_lock_ends_with_the_window(
 async def test_one_user_logging_in_many_times_at_once_always_gets_in(
     client: ASGIConductor, person: Person
 ) -> None:
-    # The suite's limits, far above these logins. A counted attempt locks the email's count, then the address's; the forgetting after a
-    # success once took them in the other order, so two logins of one user could deadlock
-    # (PostgreSQL broke it after a second, and the client got a 500).
+    # The suite's limits are far above these logins. The count of an attempt locks the email's
+    # row, then the address's; the forgetting after a success once took them in the other
+    # order, and two logins of one user deadlocked (PostgreSQL broke it after a second: a 503).
     address = new_address()
 
     async def logins() -> list[int]:
