@@ -102,14 +102,22 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
 
 # Databases of their own, for the tests and the bench: created on a server, dropped after.
 CREATE_DATABASE = psycopg.sql.SQL("CREATE DATABASE {name}")
+CREATE_DATABASE_FROM = psycopg.sql.SQL("CREATE DATABASE {name} TEMPLATE {template}")
 DROP_DATABASE = psycopg.sql.SQL("DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-def create_database(server_url: str, prefix: str) -> str:
-    """Create an empty database named prefix_<random> on the server of server_url; return its URL."""
+def create_database(server_url: str, prefix: str, *, copy_of: str | None = None) -> str:
+    """Create a database named prefix_<random> on the server of server_url, empty or a copy of
+    the database of the URL copy_of (which nobody may be connected to); return its URL."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    identifier = psycopg.sql.Identifier(name)
+    if copy_of is None:
+        statement = CREATE_DATABASE.format(name=identifier)
+    else:
+        template = psycopg.sql.Identifier(database_name(copy_of))
+        statement = CREATE_DATABASE_FROM.format(name=identifier, template=template)
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(CREATE_DATABASE.format(name=psycopg.sql.Identifier(name)))
+        conn.execute(statement)
     return with_database(server_url, name)
 
 

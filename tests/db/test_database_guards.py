@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -19,7 +19,6 @@ from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 
 from ledger import db
-from ledger.config import REPO_ROOT
 from tests.support import delivery_body, new_account_id, new_email, new_transaction_id
 
 RECEIVE_PAYMENT = """
@@ -55,11 +54,10 @@ def recorded(user_id: int, account_id: int, amount: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def guarded_database(server_url: str) -> Iterator[str]:
+def guarded_database(server_url: str, new_migrated_database: Callable[[str], str]) -> Iterator[str]:
     """A database of this module's own: the shared one's tests check that every balance is the
     sum of its payments, which the transfers and reversals here would make untrue there."""
-    url = db.create_database(server_url, "ledger_guards")
-    db.migrate(url, REPO_ROOT / "sql")
+    url = new_migrated_database("ledger_guards")
     yield url
     db.drop_database(server_url, url)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import uvicorn
@@ -27,9 +27,10 @@ STOP_TIMEOUT_S = 30
 
 
 @pytest.fixture(scope="session")
-def live_server(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    database_url = db.create_database(server_url, "ledger_live")
-    db.migrate(database_url, REPO_ROOT / "sql")
+def live_server(
+    server_url: str, new_migrated_database: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    database_url = new_migrated_database("ledger_live")
     settings = Settings(
         database_url=database_url,
         data_dir=tmp_path_factory.mktemp("live"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -19,15 +19,16 @@ from falcon.testing import ASGIConductor
 from psycopg_pool import AsyncConnectionPool
 
 from ledger import db
-from ledger.config import REPO_ROOT, Settings
+from ledger.config import Settings
 from ledger.http.app import create_app
 from tests.support import Person, delivery_body, event_count, new_account_id
 
 
 @pytest.fixture(scope="module")
-async def pool(server_url: str) -> AsyncIterator[AsyncConnectionPool]:
-    url = db.create_database(server_url, "ledger_money")
-    db.migrate(url, REPO_ROOT / "sql")
+async def pool(
+    server_url: str, new_migrated_database: Callable[[str], str]
+) -> AsyncIterator[AsyncConnectionPool]:
+    url = new_migrated_database("ledger_money")
     own = db.create_pool(db.serving_conninfo(url, statement_timeout_s=30), 1, 10)
     await own.open(wait=True)
     yield own

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 
 import psycopg
@@ -27,7 +27,7 @@ from hypothesis.stateful import (
 
 from ledger import commands, db, errors
 from ledger.commands import NewUser, Reversal, Transfer
-from ledger.config import CHEAPEST_ARGON2, REPO_ROOT
+from ledger.config import CHEAPEST_ARGON2
 from ledger.passwords import Passwords
 from ledger.projections import past
 from ledger.projections.past import Cut
@@ -237,9 +237,8 @@ class DoubleEntry(RuleBasedStateMachine):
 
 
 @pytest.fixture(scope="module")
-def double_entry_database(server_url: str) -> Iterator[str]:
-    url = db.create_database(server_url, "ledger_double_entry")
-    db.migrate(url, REPO_ROOT / "sql")
+def double_entry_database(server_url: str, new_migrated_database: Callable[[str], str]) -> Iterator[str]:
+    url = new_migrated_database("ledger_double_entry")
     yield url
     db.drop_database(server_url, url)
 

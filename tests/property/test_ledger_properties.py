@@ -23,7 +23,6 @@ from hypothesis import strategies as st
 
 from ledger import commands, db, errors
 from ledger.commands import NewUser, UserChanges
-from ledger.config import REPO_ROOT
 from ledger.passwords import Passwords
 from ledger.projections import past
 from ledger.projections.past import Cut
@@ -263,10 +262,9 @@ SELECT_LOG_END = "SELECT max(position), max(recorded_at) FROM events"
 
 
 @pytest.fixture(scope="module")
-def as_of_database(server_url: str) -> Iterator[str]:
+def as_of_database(server_url: str, new_migrated_database: Callable[[str], str]) -> Iterator[str]:
     """A database of this test's own: each example rebuilds the whole log, so keep it short."""
-    url = db.create_database(server_url, "ledger_as_of")
-    db.migrate(url, REPO_ROOT / "sql")
+    url = new_migrated_database("ledger_as_of")
     yield url
     db.drop_database(server_url, url)
 
