@@ -19,12 +19,15 @@ import psycopg
 import pytest
 
 from ledger import commands, db
+from ledger.audit import export, feed
+from ledger.audit.checksums import live_balance_summary
 from ledger.config import CHEAPEST_ARGON2, REPO_ROOT, Settings
 from ledger.http.app import create_app
 from ledger.http.auth import Tokens
+from ledger.projections.rebuild import SELECT_ACCOUNTS
 from ledger.projections.users import LoginRecord
 from ledger.signatures import Webhooks
-from tests.support import TEST_WEBHOOK_SECRET, ledger_cli
+from tests.support import TEST_WEBHOOK_SECRET, delivery, ledger_cli
 from tests.support import fill_small_ledger as fill
 
 
@@ -209,3 +212,114 @@ def move_money(database_url: str) -> None:
             )
 
     asyncio.run(run())
+
+
+# The same export and replay in process: the exact report of each step, which the command line
+# prints only in part.
+
+
+@pytest.fixture
+def unseeded_database(server_url: str) -> Iterator[str]:
+    """A migrated database whose log is empty, as `ledger replay --from` prepares one."""
+    url = db.create_database(server_url, "ledger_unseeded")
+    db.migrate(url, REPO_ROOT / "sql", with_seeds=False)
+    yield url
+    db.drop_database(server_url, url)
+
+
+async def export_lines(database_url: str) -> list[str]:
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        return [text async for text in export.lines(conn, feed.START)]
+
+
+async def test_an_export_loads_into_an_empty_log_and_rebuilds_the_same_books(
+    own_database: str, unseeded_database: str
+) -> None:
+    await asyncio.to_thread(fill, own_database)
+    lines = await export_lines(own_database)
+    async with await psycopg.AsyncConnection.connect(own_database, autocommit=True) as conn:
+        accounts = await (await conn.execute(SELECT_ACCOUNTS)).fetchall()
+        summary = await live_balance_summary(conn)
+    with_blank_lines = ["", *lines[:3], "   ", *lines[3:], ""]
+
+    async with await psycopg.AsyncConnection.connect(unseeded_database, autocommit=True) as conn:
+        replayed = await export.replay_export(conn, with_blank_lines)
+        assert replayed.load.events == len(lines) == 15
+        assert replayed.load.last_cursor == feed.Cursor.parse(json.loads(lines[-1])["cursor"])
+        assert replayed.load.hash_mismatches == []
+        assert [(a.id, a.user_id, a.balance) for a in replayed.accounts] == accounts
+        assert replayed.summary == summary
+        # The log goes on where the export ended: the next event is appended after it.
+        await commands.receive_payment(conn, delivery(1, 1, "2.00"))
+        (position,) = await (await conn.execute("SELECT max(position) FROM events")).fetchone()  # type: ignore[misc]
+    assert position == json.loads(lines[-1])["position"] + 1
+
+
+async def test_the_replay_names_the_lines_whose_hash_differs_the_first_ones_up_to_the_limit(
+    own_database: str, unseeded_database: str
+) -> None:
+    await asyncio.to_thread(fill, own_database)
+    lines = await export_lines(own_database)
+    doctored_numbers = [number for number, text in enumerate(lines, start=1) if '"PaymentReceived"' in text][
+        1:3
+    ]
+    doctored = list(lines)
+    for number in doctored_numbers:
+        event = json.loads(lines[number - 1])
+        event["data"]["amount"] = "999.99"
+        doctored[number - 1] = json.dumps(event)
+    expected = [
+        (number, json.loads(lines[number - 1])["position"], json.loads(lines[number - 1])["stream"])
+        for number in doctored_numbers
+    ]
+    async with await psycopg.AsyncConnection.connect(unseeded_database) as conn:
+        async with conn.transaction(force_rollback=True):
+            assert (await export.load(conn, doctored)).hash_mismatches == expected
+        async with conn.transaction(force_rollback=True):
+            assert (await export.load(conn, doctored, mismatch_limit=1)).hash_mismatches == expected[:1]
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda event: "not json at all",
+        lambda event: json.dumps({key: value for key, value in event.items() if key != "hash"}),
+        lambda event: json.dumps({**event, "cursor": "somewhere"}),
+        lambda event: json.dumps({**event, "data": ["a", "list"]}),
+        lambda event: json.dumps({**event, "position": "first"}),
+    ],
+    ids=["not JSON", "no hash", "no cursor", "data not an object", "position not a number"],
+)
+async def test_the_replay_refuses_a_line_that_is_not_an_exported_event_and_names_it(
+    own_database: str, unseeded_database: str, spoil: object
+) -> None:
+    lines = await export_lines(own_database)
+    spoiled = [*lines[:1], spoil(json.loads(lines[1])), *lines[2:]]  # type: ignore[operator]
+    async with await psycopg.AsyncConnection.connect(unseeded_database, autocommit=True) as conn:
+        with pytest.raises(export.ExportError, match="^line 2: not an exported event"):
+            await export.replay_export(conn, spoiled)
+        # Nothing of it stayed.
+        assert await (await conn.execute("SELECT count(*) FROM events")).fetchone() == (0,)
+
+
+async def test_the_replay_refuses_a_log_that_is_not_empty(own_database: str) -> None:
+    lines = await export_lines(own_database)
+    async with await psycopg.AsyncConnection.connect(own_database, autocommit=True) as conn:
+        with pytest.raises(ValueError, match="not empty"):
+            await export.replay_export(conn, lines)
+
+
+async def test_the_export_pages_through_the_feed_without_a_gap_or_a_repeat(
+    own_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await asyncio.to_thread(fill, own_database)
+    whole = await export_lines(own_database)
+    for page_size in (1, 2, 7, 15):  # 15: the pages end exactly at the last event
+        monkeypatch.setattr(export, "EXPORT_PAGE_SIZE", page_size)
+        assert await export_lines(own_database) == whole, page_size
+    async with await psycopg.AsyncConnection.connect(own_database, autocommit=True) as conn:
+        assert await feed.count_after(conn, feed.START) == len(whole)
+        fifth = feed.Cursor.parse(json.loads(whole[4])["cursor"])
+        assert fifth is not None
+        assert await feed.count_after(conn, fifth) == len(whole) - 5
+        assert [text async for text in export.lines(conn, fifth)] == whole[5:]

@@ -1,5 +1,8 @@
 """`ledger verify`: an untouched log verifies; each tampering committed straight into the
-table (as a superuser, with the append-only trigger off) is named by the event it touched."""
+table (as a superuser, with the append-only trigger off) is named by the event it touched.
+
+The command is run as a user runs it where its exit status and output are the point; elsewhere
+verify() runs in process and its whole report is compared, finding by finding."""
 
 from __future__ import annotations
 
@@ -10,6 +13,9 @@ import psycopg
 import pytest
 
 from ledger import commands
+from ledger.audit import verify as audit
+from ledger.audit.verify import Finding
+from ledger.signatures import Webhooks
 from tests.support import TEST_WEBHOOK_SECRET, accepted_delivery, delivery_body, ledger_cli, new_account_id
 from tests.support import fill_small_ledger as fill
 
@@ -22,9 +28,19 @@ SELECT_STREAM = (
 TRIGGERS_OFF = "SET session_replication_role = replica"
 
 
-def verify(database_url: str, secrets: bytes = TEST_WEBHOOK_SECRET) -> tuple[int, str]:
+def verify_command(database_url: str, secrets: bytes = TEST_WEBHOOK_SECRET) -> tuple[int, str]:
     result = ledger_cli(database_url, "verify", LEDGER_WEBHOOK_SECRETS=secrets.decode())
     return result.returncode, result.stdout + result.stderr
+
+
+def verify(database_url: str, *secrets: bytes) -> audit.VerifyReport:
+    """verify()'s report, in process, under secrets (the test secret when none is given)."""
+
+    async def run() -> audit.VerifyReport:
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+            return await audit.verify(conn, Webhooks(secrets=secrets or (TEST_WEBHOOK_SECRET,)))
+
+    return asyncio.run(run())
 
 
 def account_10(database_url: str) -> list[tuple[int, int]]:
@@ -41,9 +57,25 @@ def tamper(database_url: str, *statements: str) -> None:
 
 def test_an_untouched_log_verifies(own_database: str) -> None:
     fill(own_database)
-    code, output = verify(own_database)
+    code, output = verify_command(own_database)
     assert code == 0, output
-    assert "intact" in output
+    assert output.strip().endswith("verified 15 events in 8 streams: intact"), output
+    report = verify(own_database)
+    assert (report.events, report.streams, report.findings, report.intact) == (15, 8, [], True)
+
+
+def test_the_command_prints_each_finding_and_exits_1(own_database: str) -> None:
+    fill(own_database)
+    (_, _), (paid, _), _ = account_10(own_database)
+    tamper(
+        own_database,
+        f"UPDATE events SET data = jsonb_set(data, '{{amount}}', '\"1000.25\"') WHERE position = {paid}",
+    )
+    code, output = verify_command(own_database)
+    assert code == 1
+    assert output.splitlines() == [str(finding) for finding in verify(own_database).findings] + [
+        "verified 15 events in 8 streams: 2 finding(s)"
+    ], output
 
 
 def test_verify_names_an_altered_event(own_database: str) -> None:
@@ -53,27 +85,67 @@ def test_verify_names_an_altered_event(own_database: str) -> None:
         own_database,
         f"UPDATE events SET data = jsonb_set(data, '{{amount}}', '\"1000.25\"') WHERE position = {paid}",
     )
-    code, output = verify(own_database)
-    assert code == 1
-    assert f"altered: position {paid} (account-10)" in output, output
+    # The altered payment no longer matches its signature either.
+    assert verify(own_database).findings == [
+        Finding(
+            "bad_signature", paid, "account-10", "the signature holds under none of the configured secrets"
+        ),
+        Finding(
+            "altered", paid, "account-10", "version 2: its hash is not its content chained to its predecessor"
+        ),
+    ]
+    assert str(verify(own_database).findings[1]) == (
+        f"altered: position {paid} (account-10): "
+        "version 2: its hash is not its content chained to its predecessor"
+    )
+
+
+def test_verify_names_an_altered_last_event_once(own_database: str) -> None:
+    fill(own_database)
+    *_, (last, _) = account_10(own_database)
+    tamper(own_database, f'UPDATE events SET data = data || \'{{"note": "x"}}\' WHERE position = {last}')
+    # Its link and the stream's head both break: one finding.
+    assert verify(own_database).findings == [
+        Finding(
+            "altered", last, "account-10", "version 3: its hash is not its content chained to its predecessor"
+        ),
+    ]
+
+
+def test_verify_names_a_stream_whose_head_was_rewritten(own_database: str) -> None:
+    fill(own_database)
+    *_, (last, _) = account_10(own_database)
+    tamper(own_database, "UPDATE stream_heads SET hash = '\\x00' WHERE stream = 'account-10'")
+    assert verify(own_database).findings == [
+        Finding("altered", last, "account-10", "version 3: its hash is not the head's"),
+    ]
 
 
 def test_verify_names_a_removed_event(own_database: str) -> None:
     fill(own_database)
     (_, _), (removed, _), (after, _) = account_10(own_database)
     tamper(own_database, f"DELETE FROM events WHERE position = {removed}")
-    code, output = verify(own_database)
-    assert code == 1
-    assert f"removed: position {after} (account-10): version 2 missing before it" in output, output
+    assert verify(own_database).findings == [
+        Finding("removed", after, "account-10", "version 2 missing before it"),
+    ]
 
 
 def test_verify_names_a_removed_last_event(own_database: str) -> None:
     fill(own_database)
     *_, (last, _) = account_10(own_database)
     tamper(own_database, f"DELETE FROM events WHERE position = {last}")
-    code, output = verify(own_database)
-    assert code == 1
-    assert "removed: no position (account-10): version 3 missing at the end (head is 3)" in output, output
+    findings = verify(own_database).findings
+    assert findings == [Finding("removed", None, "account-10", "version 3 missing at the end (head is 3)")]
+    assert str(findings[0]) == "removed: no position (account-10): version 3 missing at the end (head is 3)"
+
+
+def test_verify_names_the_removed_last_events_as_a_range(own_database: str) -> None:
+    fill(own_database)
+    _, (second, _), (last, _) = account_10(own_database)
+    tamper(own_database, f"DELETE FROM events WHERE position IN ({second}, {last})")
+    assert verify(own_database).findings == [
+        Finding("removed", None, "account-10", "version 2..3 missing at the end (head is 3)")
+    ]
 
 
 def test_verify_names_an_inserted_event(own_database: str) -> None:
@@ -85,9 +157,14 @@ def test_verify_names_an_inserted_event(own_database: str) -> None:
         "FROM events WHERE stream = 'account-10' AND stream_version = 3",
     )
     (forged,) = [p for p, version in account_10(own_database) if version == 4]
-    code, output = verify(own_database)
-    assert code == 1
-    assert f"inserted: position {forged} (account-10): version 4 is beyond the head (3)" in output, output
+    findings = verify(own_database).findings
+    assert Finding("inserted", forged, "account-10", "version 4 is beyond the head (3)") in findings, findings
+    assert {finding.kind for finding in findings} <= {
+        "inserted",
+        "altered",
+        "bad_signature",
+        "reused_signature",
+    }
 
 
 def test_verify_names_reordered_events(own_database: str) -> None:
@@ -101,21 +178,23 @@ def test_verify_names_reordered_events(own_database: str) -> None:
         f"UPDATE moved SET position = CASE position WHEN {first} THEN {second} ELSE {first} END",
         "INSERT INTO events OVERRIDING SYSTEM VALUE SELECT * FROM moved",
     )
-    code, output = verify(own_database)
-    assert code == 1
-    assert f"reordered: position {first} (account-10): version 3 sits before position {second}" in output, (
-        output
-    )
-    assert "altered" not in output and "removed" not in output
+    assert verify(own_database).findings == [
+        Finding(
+            "reordered",
+            first,
+            "account-10",
+            f"version 3 sits before position {second}, which holds version 2",
+        )
+    ]
 
 
 def test_verify_checks_every_signature_against_the_configured_secrets(own_database: str) -> None:
     fill(own_database)
-    code, output = verify(own_database, secrets=b"a-secret-that-signed-nothing")
-    assert code == 1
-    assert output.count("bad_signature:") == 5, output
+    report = verify(own_database, b"a-secret-that-signed-nothing")
+    assert [finding.kind for finding in report.findings] == ["bad_signature"] * 5, report.findings
     # A rotated list that still holds the signing secret verifies.
-    code, output = verify(own_database, secrets=b"the-new-secret," + TEST_WEBHOOK_SECRET)
+    assert verify(own_database, b"the-new-secret", TEST_WEBHOOK_SECRET).intact
+    code, output = verify_command(own_database, secrets=b"the-new-secret," + TEST_WEBHOOK_SECRET)
     assert code == 0, output
 
 
@@ -129,8 +208,7 @@ def test_a_signature_sent_in_capitals_verifies(own_database: str) -> None:
             await commands.receive_payment(conn, accepted_delivery(json.dumps(body).encode()))
 
     asyncio.run(credit())
-    code, output = verify(own_database)
-    assert code == 0, output
+    assert verify(own_database).intact
 
 
 @pytest.mark.parametrize("field", ["account_id", "amount", "user_id"])
@@ -146,9 +224,13 @@ def test_an_altered_payment_also_fails_its_signature(own_database: str, field: s
             f"WHERE position = {paid}; "
             "ALTER TABLE events ENABLE TRIGGER events_refuse_update_delete"
         )
-    code, output = verify(own_database)
-    assert code == 1
-    assert f"bad_signature: position {paid}" in output, output
+    findings = verify(own_database).findings
+    assert (
+        Finding(
+            "bad_signature", paid, "account-10", "the signature holds under none of the configured secrets"
+        )
+        in findings
+    ), findings
 
 
 def test_verify_names_an_event_inserted_in_a_stream_of_its_own(own_database: str) -> None:
@@ -160,6 +242,6 @@ def test_verify_names_an_event_inserted_in_a_stream_of_its_own(own_database: str
     )
     with psycopg.connect(own_database) as conn:
         (forged,) = conn.execute("SELECT position FROM events WHERE stream = 'account-777'").fetchone()  # type: ignore[misc]
-    code, output = verify(own_database)
-    assert code == 1
-    assert f"inserted: position {forged} (account-777): a stream without a head" in output, output
+    assert verify(own_database).findings == [
+        Finding("inserted", forged, "account-777", "a stream without a head: no append made it")
+    ]
