@@ -3,11 +3,21 @@ projection that drifted from the log is named, then repaired only when asked."""
 
 from __future__ import annotations
 
+import asyncio
+
 import psycopg
 import pytest
 
+from ledger import commands
+from ledger.commands import NewUser, UserChanges
+from ledger.config import CHEAPEST_ARGON2
+from ledger.passwords import Passwords
+from ledger.projections.accounts import AccountView
+from ledger.projections.past import Cut
+from ledger.projections.rebuild import SELECT_ACCOUNTS, SELECT_LIVE_USERS, RebuiltState, rebuild_at, replay
+from ledger.projections.users import UserView
+from tests.support import PASSWORD, delivery, ledger_cli, new_account_id
 from tests.support import fill_small_ledger as fill
-from tests.support import ledger_cli
 
 
 def test_replay_finds_the_live_projections_equal_to_the_rebuild(own_database: str) -> None:
@@ -47,3 +57,60 @@ def test_replay_names_a_drifted_projection_and_repairs_it_only_with_apply(
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
     again = ledger_cli(own_database, "replay")
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+# In process: the exact report, and the rebuild at a cut that the as_of reads stand on.
+
+
+SELECT_LAST_EVENT = "SELECT position, recorded_at FROM events ORDER BY position DESC LIMIT 1"
+
+
+async def rebuilt_at(database_url: str, cut: Cut) -> RebuiltState:
+    # A connection of its own for each rebuild (see rebuild_at()).
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        return await rebuild_at(conn, cut)
+
+
+async def live_state(database_url: str) -> RebuiltState:
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        users = await (await conn.execute(SELECT_LIVE_USERS)).fetchall()
+        accounts = await (await conn.execute(SELECT_ACCOUNTS)).fetchall()
+    return RebuiltState([UserView(*row) for row in users], [AccountView(*row) for row in accounts])
+
+
+async def test_a_rebuild_at_a_cut_gives_the_users_and_balances_of_that_moment(own_database: str) -> None:
+    await asyncio.to_thread(fill, own_database)
+    then = await live_state(own_database)
+    async with await psycopg.AsyncConnection.connect(own_database, autocommit=True) as conn:
+        row = await (
+            await conn.execute("SELECT position, recorded_at FROM events ORDER BY position DESC")
+        ).fetchone()
+        assert row is not None
+        position, recorded_at = row
+        # Later: a payment into an existing account, a new account, a renamed and a new user.
+        await commands.receive_payment(conn, delivery(1, 1, "7.00"))
+        await commands.receive_payment(conn, delivery(1, new_account_id(), "3.00"))
+        passwords = Passwords(CHEAPEST_ARGON2)
+        await commands.update_user(conn, passwords, 1, UserChanges(full_name="Renamed"))
+        await commands.register(conn, passwords, NewUser("carol@example.com", "Carol", PASSWORD))
+    now = await live_state(own_database)
+    assert now != then
+
+    assert await rebuilt_at(own_database, Cut(position=position)) == then
+    assert await rebuilt_at(own_database, Cut(time=recorded_at)) == then
+    assert await rebuilt_at(own_database, Cut()) == now
+    assert await live_state(own_database) == now  # nothing live was touched
+
+
+async def test_the_replay_report_counts_what_it_rebuilt(own_database: str) -> None:
+    await asyncio.to_thread(fill, own_database)
+    async with await psycopg.AsyncConnection.connect(own_database, autocommit=True) as conn:
+        report = await replay(conn)
+        assert report.summary() == (
+            "replayed 15 events: 4 users, 4 accounts, 5 payments, balances total 16.25; "
+            "projections equal the rebuild"
+        )
+        await conn.execute("UPDATE accounts SET balance = balance + 0.01 WHERE id = 10")
+        drifted = await replay(conn)
+    assert not drifted.equal
+    assert drifted.summary().endswith("; projections DIFFER from the rebuild")
