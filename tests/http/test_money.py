@@ -177,6 +177,9 @@ async def test_an_accounts_postings_are_signed_newest_first_and_private(
     assert (await postings(client, admin, account)).json == page.json
     hidden = await postings(client, bob, account)
     assert (hidden.status_code, hidden.json["error"]) == (404, "account_not_found")
+    # An account that does not exist is not found, for an admin too.
+    missing = await postings(client, admin, new_account_id())
+    assert (missing.status_code, missing.json["error"]) == (404, "account_not_found")
 
 
 async def test_the_trial_balance_is_zero_now_and_as_of_a_position(

@@ -9,6 +9,7 @@ import pytest
 
 from ledger import errors
 from ledger.http import bodies, parse
+from ledger.http.bodies import BIGINT_MAX
 from ledger.signatures import STANDARD_WEBHOOKS, Webhooks
 from tests.support import TEST_WEBHOOK_SECRET, accepted_delivery, delivery_body, delivery_bytes
 
@@ -235,3 +236,30 @@ def test_page_defaults() -> None:
 def test_path_ids_no_user_can_have_are_not_found(text: str) -> None:
     with pytest.raises(errors.UserNotFoundError):
         parse.user_id(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "is_an_id"), [("0", False), ("1", True), (str(BIGINT_MAX), True), (str(BIGINT_MAX + 1), False)]
+)
+def test_an_id_in_a_query_or_a_path_runs_from_1_to_the_largest_bigint(text: str, is_an_id: bool) -> None:
+    if is_an_id:
+        assert parse.query_id("user_id", text) == int(text)
+        assert parse.user_id(text) == parse.account_id(text) == parse.payment_id(text) == int(text)
+        return
+    with pytest.raises(errors.InvalidQueryError, match=f"^user_id must be an integer from 1 to {BIGINT_MAX}"):
+        parse.query_id("user_id", text)
+    # In a path, an id that nothing can have is not found, as the thing it names.
+    with pytest.raises(errors.UserNotFoundError):
+        parse.user_id(text)
+    with pytest.raises(errors.AccountNotFoundError):
+        parse.account_id(text)
+    with pytest.raises(errors.PaymentNotFoundError):
+        parse.payment_id(text)
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_json_constants_that_are_no_number_are_named_in_the_refusal(constant: str) -> None:
+    with pytest.raises(
+        errors.MalformedRequestError, match=f"^{constant} is not a number this service accepts"
+    ):
+        bodies.json_object(b'{"amount": ' + constant.encode() + b"}")

@@ -143,3 +143,13 @@ def test_a_scheme_turned_off_refuses_its_deliveries() -> None:
     raw, headers = signed()
     with pytest.raises(errors.InvalidSignatureError, match="Standard Webhooks"):
         accept(raw, headers, schemes=frozenset({signatures.SIGNATURE_FIELD}))
+
+
+def test_a_signed_body_that_is_not_utf_8_is_refused_saying_so() -> None:
+    # JSON in UTF-16 parses (json.loads reads it), and its signature holds over its bytes; the
+    # scheme signs UTF-8 text, so the payment's recorded body could not be kept as it came.
+    raw = json.dumps(BODY).encode("utf-16")
+    signature = signatures.standard_signature(STANDARD_WEBHOOK_KEY, "msg_16", str(SIGNED_AT), raw)
+    headers = {"webhook-id": "msg_16", "webhook-timestamp": str(SIGNED_AT), "webhook-signature": signature}
+    with pytest.raises(errors.MalformedRequestError, match="UTF-8"):
+        accept(raw, headers)
