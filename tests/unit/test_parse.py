@@ -263,3 +263,20 @@ def test_json_constants_that_are_no_number_are_named_in_the_refusal(constant: st
         errors.MalformedRequestError, match=f"^{constant} is not a number this service accepts"
     ):
         bodies.json_object(b'{"amount": ' + constant.encode() + b"}")
+
+
+@pytest.mark.parametrize("amount", ["05.00", "+5.00", "-5.00"])
+def test_a_transfer_or_a_reversal_takes_a_string_amount_only_in_plain_decimal(amount: str) -> None:
+    body = json.dumps({"from_account_id": 1, "to_account_id": 2, "amount": amount}).encode()
+    with pytest.raises(errors.InvalidAmountError):
+        parse.transfer(body)
+    with pytest.raises(errors.InvalidAmountError):
+        parse.reversal(json.dumps({"amount": amount, "reason": "refund"}).encode(), 1)
+
+
+def test_an_idempotency_key_is_1_to_255_printable_characters() -> None:
+    for key in ("k", "k" * 255, "a key with spaces inside"):
+        assert parse.idempotency_key(key) == key
+    for key in (None, "", "k" * 256, " leading", "trailing ", "tab\there"):
+        with pytest.raises(errors.InvalidIdempotencyKeyError):
+            parse.idempotency_key(key)
