@@ -5,19 +5,33 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
+from standardwebhooks import Webhook
 
-from ledger import commands, errors
+from ledger import commands, deliveries, errors
 from ledger.commands import PaymentOutcome
 from ledger.config import CHEAPEST_ARGON2
+from ledger.events import PaymentReceived
 from ledger.group_commit import GroupCommit
+from ledger.http import parse
 from ledger.passwords import Passwords
 from ledger.projections.users import UserView
-from tests.support import balance_of, create_user, delivery, event_count, new_account_id, new_transaction_id
+from tests.support import (
+    STANDARD_WEBHOOK_KEY,
+    balance_of,
+    create_user,
+    delivery,
+    event_count,
+    new_account_id,
+    new_transaction_id,
+    webhooks_for_tests,
+)
 
 
 async def test_a_batch_answers_each_delivery_as_it_would_be_answered_alone(
@@ -190,3 +204,35 @@ async def test_a_batch_records_its_deliveries_in_one_order_whatever_order_they_c
     assert recorded == [
         d.transaction_id for d in sorted(came, key=lambda d: (d.account_id, d.transaction_id))
     ]
+
+
+def standard_payment(user_id: int, webhook_id: str) -> PaymentReceived:
+    """A Standard Webhooks delivery, accepted as the webhook accepts it."""
+    raw = json.dumps(
+        {
+            "transaction_id": new_transaction_id(),
+            "user_id": user_id,
+            "account_id": new_account_id(),
+            "amount": "5.00",
+        }
+    )
+    signed_at = datetime.now(UTC)
+    headers = {
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(int(signed_at.timestamp())),
+        "webhook-signature": Webhook(STANDARD_WEBHOOK_KEY).sign(webhook_id, signed_at, raw),
+    }
+    received = parse.payment_delivery(raw.encode(), headers.get)
+    return deliveries.accepted(received, webhooks_for_tests(), signed_at.timestamp())
+
+
+async def test_a_webhook_id_used_again_is_refused_as_such_alone_and_in_a_batch(
+    pool: AsyncConnectionPool, user: UserView
+) -> None:
+    webhook_id = f"msg_{new_transaction_id()}"
+    async with pool.connection() as conn:
+        assert (await commands.receive_payment(conn, standard_payment(user.id, webhook_id))).is_new
+        with pytest.raises(errors.WebhookIdReusedError):
+            await commands.receive_payment(conn, standard_payment(user.id, webhook_id))
+        (refused,) = await commands.receive_payments(conn, [standard_payment(user.id, webhook_id)])
+    assert type(refused) is errors.WebhookIdReusedError
