@@ -14,7 +14,15 @@ from ledger.config import CHEAPEST_ARGON2
 from ledger.passwords import Passwords
 from ledger.projections.accounts import AccountView
 from ledger.projections.past import Cut
-from ledger.projections.rebuild import SELECT_ACCOUNTS, SELECT_LIVE_USERS, RebuiltState, rebuild_at, replay
+from ledger.projections.rebuild import (
+    SELECT_ACCOUNTS,
+    SELECT_LIVE_USERS,
+    Difference,
+    RebuiltState,
+    ReplayReport,
+    rebuild_at,
+    replay,
+)
 from ledger.projections.users import UserView
 from tests.support import PASSWORD, delivery, ledger_cli, new_account_id
 from tests.support import fill_small_ledger as fill
@@ -102,15 +110,56 @@ async def test_a_rebuild_at_a_cut_gives_the_users_and_balances_of_that_moment(ow
     assert await live_state(own_database) == now  # nothing live was touched
 
 
-async def test_the_replay_report_counts_what_it_rebuilt(own_database: str) -> None:
+async def replayed(database_url: str, **options: bool) -> ReplayReport:
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        return await replay(conn, **options)
+
+
+async def test_the_replay_report_counts_what_it_rebuilt_and_names_what_differs(own_database: str) -> None:
     await asyncio.to_thread(fill, own_database)
-    async with await psycopg.AsyncConnection.connect(own_database, autocommit=True) as conn:
-        report = await replay(conn)
-        assert report.summary() == (
-            "replayed 15 events: 4 users, 4 accounts, 5 payments, balances total 16.25; "
-            "projections equal the rebuild"
-        )
-        await conn.execute("UPDATE accounts SET balance = balance + 0.01 WHERE id = 10")
-        drifted = await replay(conn)
+    report = await replayed(own_database)
+    assert report.summary() == (
+        "replayed 15 events: 4 users, 4 accounts, 5 payments, balances total 16.25; "
+        "projections equal the rebuild"
+    )
+    with psycopg.connect(own_database) as conn:
+        conn.execute("UPDATE accounts SET balance = balance + 0.01 WHERE id = 10")
+    drifted = await replayed(own_database)
     assert not drifted.equal
     assert drifted.summary().endswith("; projections DIFFER from the rebuild")
+    assert Difference("ledger", "the projections", "every account's balance sums to 0.01, not 0.00") in (
+        drifted.differences
+    )
+    repaired = await replayed(own_database, apply_to_live=True)
+    assert repaired.equal, repaired.differences
+    assert (await replayed(own_database)).equal
+
+
+async def test_the_replay_names_the_first_twenty_differences(own_database: str) -> None:
+    async with await psycopg.AsyncConnection.connect(own_database, autocommit=True) as conn:
+        await commands.receive_payments(conn, [delivery(1, new_account_id(), "1.00") for _ in range(25)])
+        await conn.execute("UPDATE accounts SET balance = balance + 0.01")
+    differences = (await replayed(own_database)).differences
+    assert len([d for d in differences if d.projection != "ledger"]) == 20, differences
+
+
+async def test_a_replay_compares_one_moment_while_payments_keep_arriving(own_database: str) -> None:
+    """The log and the live tables are read in one snapshot: payments committed while the
+    rebuild runs are in neither, so they never show as differences."""
+    stop = asyncio.Event()
+
+    async def keep_paying() -> int:
+        paid = 0
+        async with await psycopg.AsyncConnection.connect(own_database, autocommit=True) as conn:
+            while not stop.is_set():
+                await commands.receive_payment(conn, delivery(1, 1, "0.01"))
+                paid += 1
+        return paid
+
+    payer = asyncio.create_task(keep_paying())
+    try:
+        reports = [await replayed(own_database) for _ in range(3)]
+    finally:
+        stop.set()
+    assert await payer > 0
+    assert all(report.equal for report in reports), [report.differences for report in reports]

@@ -1,5 +1,6 @@
 """Login throttling per email and per client address: 429 with Retry-After, a correct password
-included, until the window ends; counted in PostgreSQL, so every worker sees the same counts."""
+included, until the window ends; counted in PostgreSQL, so every worker sees the same counts.
+Public registrations are throttled per client address the same way."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from falcon.testing import ASGIConductor
 from psycopg_pool import AsyncConnectionPool
 
-from ledger.config import LoginThrottle, Settings
+from ledger.config import LoginThrottle, RequestThrottle, Settings
 from ledger.http.app import create_app
 from tests.support import PASSWORD, Person, new_address, new_email
 
@@ -141,3 +142,29 @@ async def test_one_user_logging_in_many_times_at_once_always_gets_in(
 
     statuses = [status for batch in await asyncio.gather(*(logins() for _ in range(8))) for status in batch]
     assert statuses == [200] * len(statuses)
+
+
+async def test_registrations_are_throttled_per_client_address(
+    settings: Settings, pool: AsyncConnectionPool
+) -> None:
+    throttled = dataclasses.replace(
+        settings, registration_throttle=RequestThrottle(requests_per_address_max=3, window_s=60)
+    )
+    app = create_app(throttled, pool, pool_lifespan=False)
+    address = f"10.99.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250 + 1}"
+    async with ASGIConductor(app) as client:
+        statuses = []
+        for _ in range(5):
+            body = {"email": new_email(), "full_name": "Many", "password": PASSWORD}
+            result = await client.simulate_post("/register", json=body, remote_addr=address)
+            statuses.append(result.status_code)
+        assert statuses == [201, 201, 201, 429, 429]
+        assert int(result.headers["Retry-After"]) >= 1
+        assert result.json["error"] == "too_many_attempts"
+        assert "registrations" in result.json["message"]  # not the failed logins' message
+        other = await client.simulate_post(
+            "/register",
+            json={"email": new_email(), "full_name": "Else", "password": PASSWORD},
+            remote_addr="10.98.0.1",
+        )
+        assert other.status_code == 201
