@@ -15,7 +15,7 @@ from psycopg import AsyncConnection
 from psycopg import errors as pg_errors
 
 from ledger import commands, errors
-from ledger.audit.verify import verify
+from ledger.audit.verify import Finding, verify
 from ledger.commands import Reversal, Transfer
 from ledger.passwords import Passwords
 from ledger.projections.rebuild import replay
@@ -250,8 +250,10 @@ async def test_verify_and_replay_report_books_that_do_not_balance(own_database: 
         conn.execute("UPDATE accounts SET balance = balance + 3 WHERE id = 1")
     async with await AsyncConnection.connect(own_database, autocommit=True) as conn:
         report = await verify(conn, webhooks_for_tests())
-    unbalanced_findings = [f for f in report.findings if f.kind == "unbalanced"]
-    assert [f.position for f in unbalanced_findings] == [position, None], report.findings
+    assert [f for f in report.findings if f.kind == "unbalanced"] == [
+        Finding("unbalanced", position, "", "its postings do not sum to zero"),
+        Finding("unbalanced", None, "", "every posting of the log sums to 1.00, not 0.00"),
+    ], report.findings
     async with await AsyncConnection.connect(own_database, autocommit=True, prepare_threshold=None) as conn:
         replayed = await replay(conn)
     assert {(d.projection, d.side) for d in replayed.differences if d.projection == "ledger"} == {
