@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from decimal import Decimal
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -209,3 +210,30 @@ async def test_the_balances_through_the_feeds_last_event_are_the_live_ones(own_d
         head = await checksums.feed_head(conn)
         through_head = await checksums.feed_prefix_balance_summary(conn, head.cursor)
         assert through_head == await checksums.live_balance_summary(conn)
+
+
+SELECT_EVENTS_AS_WRITTEN = """
+    SELECT position, stream, stream_version, type, transaction_id, encode(hash, 'hex'), recorded_at
+    FROM events ORDER BY position
+"""
+
+
+async def test_the_feed_hands_out_each_event_whole_with_exact_numbers(own_database: str) -> None:
+    async with await psycopg.AsyncConnection.connect(own_database, autocommit=True) as conn:
+        await commands.receive_payment(conn, delivery(1, new_account_id(), "12.34"))
+        # No event type of the service writes a JSON number with a fraction (amounts are
+        # strings), but the log's owner can: the feed must still read it exactly.
+        await conn.execute(
+            "INSERT INTO events (stream, type, data) "
+            "VALUES ('account-888', 'AccountOpened', %(data)s::jsonb)",
+            {"data": '{"account_id": 888, "user_id": 1, "rate": 1.10}'},
+        )
+        events = await feed.page(conn, feed.START, 1000)
+        written = await (await conn.execute(SELECT_EVENTS_AS_WRITTEN)).fetchall()
+    by_position = sorted(events, key=lambda event: event.position)
+    assert [
+        (e.position, e.stream, e.stream_version, e.type, e.transaction_id, e.hash, e.recorded_at)
+        for e in by_position
+    ] == written
+    rate = by_position[-1].data["rate"]
+    assert type(rate) is Decimal and rate == Decimal("1.10")

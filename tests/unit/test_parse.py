@@ -280,3 +280,12 @@ def test_an_idempotency_key_is_1_to_255_printable_characters() -> None:
     for key in (None, "", "k" * 256, " leading", "trailing ", "tab\there"):
         with pytest.raises(errors.InvalidIdempotencyKeyError):
             parse.idempotency_key(key)
+
+
+def test_a_flag_is_true_or_false_and_a_registration_never_sets_a_role() -> None:
+    body = {"email": "a@example.com", "full_name": "A", "password": "123456"}
+    for value, rule in (("yes", "true or false is required"), (True, "registration never grants a role")):
+        with pytest.raises(errors.InvalidFieldError) as refused:
+            parse.registration(json.dumps({**body, "is_admin": value}).encode())
+        assert refused.value.details == {"field": "is_admin"}
+        assert refused.value.message.startswith(f"is_admin: {rule}")
