@@ -168,3 +168,9 @@ async def test_registrations_are_throttled_per_client_address(
             remote_addr="10.98.0.1",
         )
         assert other.status_code == 201
+
+
+async def test_successful_logins_never_lock_their_address(throttled: ASGIConductor, person: Person) -> None:
+    address = new_address()
+    for _ in range(ADDRESS_MAX * 2):
+        assert (await log_in(throttled, person.user.email, PASSWORD, address)).status_code == 200

@@ -136,3 +136,4 @@ async def test_a_summary_through_a_cursor_beyond_the_feed_is_refused(
     refused = await client.simulate_get("/audit/summary", params={"through": beyond}, headers=admin.headers)
     assert refused.status_code == 400, refused.text
     assert refused.json["error"] == "invalid_query"
+    assert refused.json["message"].startswith("through is beyond the feed's last event ("), refused.json

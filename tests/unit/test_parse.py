@@ -289,3 +289,18 @@ def test_a_flag_is_true_or_false_and_a_registration_never_sets_a_role() -> None:
             parse.registration(json.dumps({**body, "is_admin": value}).encode())
         assert refused.value.details == {"field": "is_admin"}
         assert refused.value.message.startswith(f"is_admin: {rule}")
+
+
+def test_a_text_field_names_itself_in_its_refusal_and_a_login_tells_nothing() -> None:
+    long_name = "n" * (bodies.FULL_NAME_LENGTH_MAX + 1)
+    with pytest.raises(errors.InvalidFieldError) as refused:
+        parse.registration(
+            json.dumps({"email": "a@example.com", "full_name": long_name, "password": "123456"}).encode()
+        )
+    assert refused.value.details == {"field": "full_name"}
+    rule = f"must be {bodies.FULL_NAME_LENGTH_MIN} to {bodies.FULL_NAME_LENGTH_MAX} characters"
+    assert refused.value.message == f"full_name: {rule}"
+    # A login whose email could never be one is refused as any wrong login is: nothing about why.
+    long_email = "e" * bodies.EMAIL_LENGTH_MAX + "@example.com"
+    with pytest.raises(errors.InvalidCredentialsError):
+        parse.login(json.dumps({"email": long_email, "password": "123456"}).encode())
