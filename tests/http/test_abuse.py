@@ -4,6 +4,7 @@ are stored and returned verbatim."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import statistics
 import time
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 from ledger.config import Argon2Cost, Settings
 from ledger.http.app import create_app
 from ledger.http.bodies import (
+    BODY_SIZE_MAX,
     EMAIL_LENGTH_MAX,
     FULL_NAME_LENGTH_MAX,
     PASSWORD_LENGTH_MAX,
@@ -135,3 +137,18 @@ async def test_sql_looking_and_longest_strings_are_stored_and_returned_verbatim(
         "/register", json={"email": new_email(), "full_name": full_name + "x", "password": password}
     )
     assert (too_long.status_code, too_long.json["error"]) == (422, "invalid_field")
+
+
+async def test_a_body_is_taken_up_to_64_kib_and_refused_past_it_saying_so(client: ASGIConductor) -> None:
+    login = json.dumps({"email": "nobody@example.com", "password": "wrong-password"}).encode()
+    at_limit = login[:-1] + b" " * (BODY_SIZE_MAX - len(login)) + b"}"
+    judged = await client.simulate_post("/login", body=at_limit, headers={"Content-Type": "application/json"})
+    assert judged.status_code == 401, judged.text  # read whole, and judged on what it says
+    past = await client.simulate_post(
+        "/login", body=at_limit + b" ", headers={"Content-Type": "application/json"}
+    )
+    assert past.status_code == 413, past.text
+    assert past.json == {
+        "error": "body_too_large",
+        "message": f"The body may be at most {BODY_SIZE_MAX} bytes.",
+    }
