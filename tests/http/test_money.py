@@ -97,21 +97,28 @@ async def test_every_transfer_refusal_has_its_status_and_changes_nothing(
     source = (await pay(client, alice, "5.00"))["account_id"]
     others = (await pay(client, bob, "5.00"))["account_id"]
     good = {"from_account_id": source, "to_account_id": others, "amount": "1.00"}
+    # (what, body, who, status, error, the field the refusal names)
     refusals = [
-        ("not yours", {**good, "from_account_id": others, "to_account_id": source}, alice, 403, "forbidden"),
-        ("unknown destination", {**good, "to_account_id": new_account_id()}, alice, 404, "account_not_found"),
-        ("same account", {**good, "to_account_id": source}, alice, 422, "same_account"),
-        ("overdraft", {**good, "amount": "5.01"}, alice, 422, "insufficient_funds"),
-        ("zero", {**good, "amount": "0"}, alice, 422, "invalid_amount"),
-        ("three places", {**good, "amount": "0.001"}, alice, 422, "invalid_amount"),
-        ("exponent", {**good, "amount": "1e2"}, alice, 422, "invalid_amount"),
-        ("missing amount", {k: v for k, v in good.items() if k != "amount"}, alice, 422, "invalid_field"),
-    ]
+        ("not yours", {**good, "from_account_id": others, "to_account_id": source}, alice, 403, "forbidden",
+         None),
+        ("unknown destination", {**good, "to_account_id": new_account_id()}, alice, 404, "account_not_found",
+         "to_account_id"),
+        ("same account", {**good, "to_account_id": source}, alice, 422, "same_account", "to_account_id"),
+        ("overdraft", {**good, "amount": "5.01"}, alice, 422, "insufficient_funds", None),
+        ("zero", {**good, "amount": "0"}, alice, 422, "invalid_amount", "amount"),
+        ("three places", {**good, "amount": "0.001"}, alice, 422, "invalid_amount", "amount"),
+        ("exponent", {**good, "amount": "1e2"}, alice, 422, "invalid_amount", "amount"),
+        ("missing amount", {k: v for k, v in good.items() if k != "amount"}, alice, 422, "invalid_field",
+         "amount"),
+    ]  # fmt: skip
     async with pool.connection() as conn:
         events_before = await event_count(conn)
-    for name, body, person, status, code in refusals:
+    for name, body, person, status, code, field in refusals:
         result = await transfer(client, person, body)
         assert (result.status_code, result.json["error"]) == (status, code), f"{name}: {result.text}"
+        assert result.json.get("field") == field, f"{name}: {result.text}"
+        if code == "forbidden":
+            assert result.json["message"] == "The source account is not one of yours."
     for headers in ({}, {"Idempotency-Key": ""}, {"Idempotency-Key": "x" * 256}, {"Idempotency-Key": "é"}):
         result = await client.simulate_post("/transfers", json=good, headers={**alice.headers, **headers})
         assert (result.status_code, result.json["error"]) == (400, "invalid_idempotency_key"), headers

@@ -8,8 +8,10 @@ from decimal import Decimal
 import pytest
 
 from ledger import errors
+from ledger.commands import NewUser
 from ledger.http import bodies, parse
 from ledger.http.bodies import BIGINT_MAX
+from ledger.projections.past import Cut
 from ledger.signatures import STANDARD_WEBHOOKS, Webhooks
 from tests.support import TEST_WEBHOOK_SECRET, accepted_delivery, delivery_body, delivery_bytes
 
@@ -304,3 +306,32 @@ def test_a_text_field_names_itself_in_its_refusal_and_a_login_tells_nothing() ->
     long_email = "e" * bodies.EMAIL_LENGTH_MAX + "@example.com"
     with pytest.raises(errors.InvalidCredentialsError):
         parse.login(json.dumps({"email": long_email, "password": "123456"}).encode())
+
+
+def test_page_cursor_and_as_of_take_their_largest_values_and_say_what_they_take() -> None:
+    assert parse.page(None, str(BIGINT_MAX)) == (parse.PAGE_SIZE_DEFAULT, BIGINT_MAX)
+    assert parse.as_of(str(BIGINT_MAX)) == Cut(position=BIGINT_MAX)
+    refusals = [
+        (lambda: parse.page("0", None), f"limit must be an integer from 1 to {parse.PAGE_SIZE_MAX}."),
+        (lambda: parse.page(None, str(BIGINT_MAX + 1)), f"after must be an integer from 0 to {BIGINT_MAX}."),
+        (
+            lambda: parse.cursor("yesterday"),
+            'after must be a cursor from the feed ("<transaction>-<position>") or 0.',
+        ),
+        (
+            lambda: parse.as_of("yesterday"),
+            "as_of must be a log position or an ISO-8601 time with a time zone",
+        ),
+    ]
+    for call, message in refusals:
+        with pytest.raises(errors.InvalidQueryError) as refused:
+            call()
+        assert refused.value.message.startswith(message), refused.value.message
+
+
+def test_an_admin_creates_a_user_without_roles_unless_asked_and_never_both() -> None:
+    body = {"email": "a@example.com", "full_name": "A", "password": "123456"}
+    assert parse.new_user(json.dumps(body).encode()) == NewUser("a@example.com", "A", "123456", False, False)
+    with pytest.raises(errors.RoleConflictError) as refused:
+        parse.new_user(json.dumps({**body, "is_admin": True, "is_auditor": True}).encode())
+    assert refused.value.details == {"field": "is_auditor"}
