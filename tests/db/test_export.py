@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from ledger import commands, db
-from ledger.audit import export, feed
+from ledger.audit import checksums, export, feed
 from ledger.audit.checksums import live_balance_summary
 from ledger.config import CHEAPEST_ARGON2, REPO_ROOT, Settings
 from ledger.http.app import create_app
@@ -323,3 +323,43 @@ async def test_the_export_pages_through_the_feed_without_a_gap_or_a_repeat(
         assert fifth is not None
         assert await feed.count_after(conn, fifth) == len(whole) - 5
         assert [text async for text in export.lines(conn, fifth)] == whole[5:]
+
+
+INSERT_EVENT_WITH_A_FRACTION = """
+    INSERT INTO events (stream, type, data)
+    VALUES ('account-888', 'AccountOpened', '{"account_id": 888, "user_id": 1, "rate": 1.10}'::jsonb)
+"""
+
+
+async def test_an_export_line_is_compact_json_with_numbers_exact_and_replays_to_the_same_hash(
+    own_database: str, unseeded_database: str
+) -> None:
+    # No event type of the service writes a JSON number with a fraction (amounts are strings),
+    # but the log's owner can: its export and its replay must keep it exact.
+    async with await psycopg.AsyncConnection.connect(own_database, autocommit=True) as conn:
+        await conn.execute(INSERT_EVENT_WITH_A_FRACTION)
+    lines = await export_lines(own_database)
+    assert '"data":{"rate":1.10,"user_id":1,"account_id":888}' in lines[-1], lines[-1]  # jsonb's key order
+    async with (
+        await psycopg.AsyncConnection.connect(unseeded_database) as conn,
+        conn.transaction(force_rollback=True),
+    ):
+        assert (await export.load(conn, lines)).hash_mismatches == []
+
+
+async def test_the_feed_of_an_empty_log_starts_at_the_start(unseeded_database: str) -> None:
+    async with await psycopg.AsyncConnection.connect(unseeded_database, autocommit=True) as conn:
+        assert await checksums.feed_head(conn) == checksums.FeedHead(feed.START, 0)
+
+
+async def test_the_replay_names_at_most_twenty_lines_whose_hash_differs(
+    own_database: str, unseeded_database: str
+) -> None:
+    async with await psycopg.AsyncConnection.connect(own_database, autocommit=True) as conn:
+        await commands.receive_payments(conn, [delivery(1, 1, "1.00") for _ in range(25)])
+    lines = [json.dumps({**json.loads(text), "hash": "00" * 32}) for text in await export_lines(own_database)]
+    async with (
+        await psycopg.AsyncConnection.connect(unseeded_database) as conn,
+        conn.transaction(force_rollback=True),
+    ):
+        assert len((await export.load(conn, lines)).hash_mismatches) == 20
