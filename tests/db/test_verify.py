@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
+from collections import Counter
 
 import psycopg
 import pytest
@@ -16,7 +18,13 @@ from ledger import commands
 from ledger.audit import verify as audit
 from ledger.audit.verify import Finding
 from ledger.signatures import Webhooks
-from tests.support import TEST_WEBHOOK_SECRET, accepted_delivery, delivery_body, ledger_cli, new_account_id
+from tests.support import (
+    TEST_WEBHOOK_SECRET,
+    accepted_delivery,
+    delivery_body,
+    ledger_cli,
+    new_account_id,
+)
 from tests.support import fill_small_ledger as fill
 
 # account-10 gets three events from fill(): AccountOpened (v1), PaymentReceived (v2, v3).
@@ -244,4 +252,106 @@ def test_verify_names_an_event_inserted_in_a_stream_of_its_own(own_database: str
         (forged,) = conn.execute("SELECT position FROM events WHERE stream = 'account-777'").fetchone()  # type: ignore[misc]
     assert verify(own_database).findings == [
         Finding("inserted", forged, "account-777", "a stream without a head: no append made it")
+    ]
+
+
+# More than a thousand of each kind of finding, written straight into the log by its owner.
+BULK_TAMPERING = (
+    # 1,001 payments under signatures that no secret made, each in a stream of its own...
+    """INSERT INTO events (stream, type, data, transaction_id)
+       SELECT 'account-' || g, 'PaymentReceived',
+              jsonb_build_object('transaction_id', 'bulk-' || g, 'user_id', 1, 'account_id', g,
+                                 'amount', '1.00', 'signature', md5(g::text)),
+              'bulk-' || g
+       FROM generate_series(5000001, 5001001) AS g""",
+    # ... whose heads are then rewritten;
+    "UPDATE stream_heads SET hash = '\\x00' WHERE stream LIKE 'account-500____'",
+    # 1,001 signatures each recorded under two transaction ids;
+    """INSERT INTO events (stream, type, data, transaction_id)
+       SELECT 'account-' || g, 'PaymentReceived',
+              jsonb_build_object('transaction_id', 'pair-' || g || '-' || n, 'user_id', 1, 'account_id', g,
+                                 'amount', '1.00', 'signature', md5('pair' || g)),
+              'pair-' || g || '-' || n
+       FROM generate_series(6000001, 6001001) AS g, generate_series(1, 2) AS n""",
+    # 1,001 transfers whose postings do not balance, written around the database's guard.
+    "ALTER TABLE events DISABLE TRIGGER events_balanced",
+    """INSERT INTO events (stream, type, data)
+       SELECT 'transfer-' || g, 'TransferMade',
+              jsonb_build_object('transfer_id', g, 'user_id', 1, 'idempotency_key', 'k' || g,
+                                 'from_account_id', 1, 'to_account_id', 1, 'amount', '5.00',
+                                 'postings', '[{"account_id": 1, "amount": "5.00"},
+                                               {"account_id": -1, "amount": "-4.00"}]'::jsonb)
+       FROM generate_series(7000001, 7001001) AS g""",
+    "ALTER TABLE events ENABLE TRIGGER events_balanced",
+)
+
+
+def test_verify_names_at_most_a_thousand_findings_of_each_kind(own_database: str) -> None:
+    with psycopg.connect(own_database, autocommit=True) as conn:
+        for statement in BULK_TAMPERING:
+            conn.execute(statement)
+    kinds = Counter(
+        finding.kind
+        for finding in verify(own_database).findings
+        if finding.kind != "unbalanced" or finding.position is not None
+    )
+    assert dict(kinds) == {
+        "bad_signature": 1000,
+        "altered": 1000,
+        "reused_signature": 1000,
+        "unbalanced": 1000,
+    }, kinds
+
+
+def test_verify_names_a_removed_first_event_and_a_stream_emptied_of_events(own_database: str) -> None:
+    fill(own_database)
+    (opened, _), (paid, _), _ = account_10(own_database)
+    tamper(
+        own_database,
+        f"DELETE FROM events WHERE position = {opened}",
+        "DELETE FROM events WHERE stream = 'account-12'",
+    )
+    assert verify(own_database).findings == [
+        Finding("removed", paid, "account-10", "version 1 missing before it"),
+        Finding("removed", None, "account-12", "version 1..2 missing at the end (head is 2)"),
+    ]
+
+
+def test_verify_goes_on_past_a_stream_without_a_head(own_database: str) -> None:
+    fill(own_database)
+    _, (paid, _), _ = account_10(own_database)
+    tamper(
+        own_database,
+        # 'account-0' sorts before 'account-10': the altered event comes after it.
+        "INSERT INTO events (stream, type, data, stream_version, hash) "
+        "VALUES ('account-0', 'AccountOpened', '{\"account_id\": 0, \"user_id\": 1}', 1, '\\x00')",
+        f'UPDATE events SET data = data || \'{{"note": "x"}}\' WHERE position = {paid}',
+    )
+    assert [(f.kind, f.stream) for f in verify(own_database).findings] == [
+        ("inserted", "account-0"),
+        ("altered", "account-10"),
+    ]
+
+
+def test_verify_names_a_signature_recorded_under_two_transaction_ids_exactly(own_database: str) -> None:
+    genuine = delivery_body(1, 1, 100, "5eae" + uuid.uuid4().hex)
+    recut = {**genuine, "amount": "1005", "transaction_id": genuine["transaction_id"][1:]}
+    with psycopg.connect(own_database, autocommit=True) as conn:
+        positions = [
+            conn.execute(
+                "INSERT INTO events (stream, type, data, transaction_id) "
+                "VALUES ('account-1', 'PaymentReceived', %(data)s, %(tx)s) RETURNING position",
+                {"data": json.dumps({**body, "amount": str(body["amount"])}), "tx": body["transaction_id"]},
+            ).fetchone()[0]  # type: ignore[index]
+            for body in (genuine, recut)
+        ]
+    reused = [f for f in verify(own_database).findings if f.kind == "reused_signature"]
+    detail = "one signature (or webhook-id) is recorded under transactions "
+    assert reused == [
+        Finding(
+            "reused_signature",
+            positions[1],
+            "account-1",
+            detail + f"{genuine['transaction_id']}, {recut['transaction_id']}",
+        )
     ]
