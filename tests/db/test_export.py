@@ -347,9 +347,15 @@ async def test_an_export_line_is_compact_json_with_numbers_exact_and_replays_to_
         assert (await export.load(conn, lines)).hash_mismatches == []
 
 
-async def test_the_feed_of_an_empty_log_starts_at_the_start(unseeded_database: str) -> None:
+async def test_the_feed_head_is_its_last_cursor_and_size_and_the_start_of_an_empty_log(
+    own_database: str, unseeded_database: str
+) -> None:
     async with await psycopg.AsyncConnection.connect(unseeded_database, autocommit=True) as conn:
         assert await checksums.feed_head(conn) == checksums.FeedHead(feed.START, 0)
+    lines = await export_lines(own_database)
+    async with await psycopg.AsyncConnection.connect(own_database, autocommit=True) as conn:
+        last = feed.Cursor.parse(json.loads(lines[-1])["cursor"])
+        assert await checksums.feed_head(conn) == checksums.FeedHead(last, len(lines))  # type: ignore[arg-type]
 
 
 async def test_the_replay_names_at_most_twenty_lines_whose_hash_differs(

@@ -1,0 +1,98 @@
+"""The request bodies' schemas in the OpenAPI document say what the parser takes: every sample
+here is accepted by both or refused by both, so a client that validates against the document
+never sends what the service refuses on a field's form, and never holds back what it takes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from ledger import errors
+from ledger.http import bodies
+
+REGISTRATION = {"email": "a@example.com", "full_name": "A", "password": "123456"}
+# (body, a valid instance, changes to it that one rule or another may refuse)
+SAMPLES: list[tuple[bodies.Body, dict[str, Any], list[dict[str, Any]]]] = [
+    (
+        bodies.REGISTRATION,
+        REGISTRATION,
+        [
+            {"full_name": ""},
+            {"full_name": "n" * bodies.FULL_NAME_LENGTH_MAX},
+            {"full_name": "n" * (bodies.FULL_NAME_LENGTH_MAX + 1)},
+            {"full_name": "   "},
+            {"full_name": "A\u0000B"},
+            {"full_name": 5},
+            {"is_admin": False},
+            {"is_admin": True},
+            {"is_auditor": True},
+            {"is_admin": "false"},
+            {"email": "a" * (bodies.EMAIL_LENGTH_MAX + 1)},
+            {"password": ""},
+        ],
+    ),
+    (bodies.NEW_USER, REGISTRATION, [{"is_admin": True}, {"is_auditor": True}, {"is_admin": 1}]),
+    (
+        bodies.REVERSAL,
+        {"amount": "1.00", "reason": "refund"},
+        [
+            {"reason": ""},
+            {"reason": "   "},
+            {"reason": "line\nbreak"},
+            {"reason": "r" * bodies.REASON_LENGTH_MAX},
+            {"reason": "r" * (bodies.REASON_LENGTH_MAX + 1)},
+        ],
+    ),
+    (
+        bodies.LOGIN,
+        {"email": "a@example.com", "password": "x"},
+        [{"email": ""}, {"email": "e" * (bodies.EMAIL_LENGTH_MAX + 1)}, {"password": 5}],
+    ),
+]
+CASES = [
+    pytest.param(body, {**valid, **change}, id=f"{body.name}-{json.dumps(change)[:40]}")
+    for body, valid, changes in SAMPLES
+    for change in [{}, *changes]
+]
+
+
+def parser_takes(body: bodies.Body, instance: dict[str, Any]) -> bool:
+    try:
+        body.read(json.dumps(instance).encode())
+    except errors.LedgerError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(("body", "instance"), CASES)
+def test_the_document_and_the_parser_agree(body: bodies.Body, instance: dict[str, Any]) -> None:
+    schema_takes = Draft202012Validator(body.schema()).is_valid(instance)
+    assert schema_takes == parser_takes(body, instance), (schema_takes, instance)
+
+
+def test_every_example_a_field_gives_is_in_the_document() -> None:
+    shown = 0
+    for body in bodies.REQUEST_BODIES:
+        for name, field in body.fields.items():
+            examples = list(getattr(field, "examples", ()))
+            if examples:
+                assert body.schema()["properties"][name]["examples"] == examples, (body.name, name)
+                assert all(parser_takes(body, {**REGISTRATION, name: example}) for example in examples)
+                shown += 1
+    assert shown >= 3  # email, full name and password, in each body that has them
+
+
+def test_every_description_a_field_gives_is_in_the_document() -> None:
+    described = [
+        (body, name, field.description)
+        for body in bodies.REQUEST_BODIES
+        for name, field in body.fields.items()
+        if getattr(field, "description", None)
+    ]
+    assert described
+    for body, name, description in described:
+        # Some fields add what their form implies (an id: no fraction) after their own words.
+        assert body.schema()["properties"][name]["description"].startswith(description), (body.name, name)
