@@ -12,6 +12,7 @@ from jsonschema import Draft202012Validator
 
 from ledger import errors
 from ledger.http import bodies
+from ledger.http.bodies import BIGINT_MAX
 
 REGISTRATION = {"email": "a@example.com", "full_name": "A", "password": "123456"}
 # (body, a valid instance, changes to it that one rule or another may refuse)
@@ -47,15 +48,41 @@ SAMPLES: list[tuple[bodies.Body, dict[str, Any], list[dict[str, Any]]]] = [
         ],
     ),
     (
+        # Ids; the amount's value rules come after the body is read (ledger.money), so an amount
+        # is not among these samples.
+        bodies.TRANSFER,
+        {"from_account_id": 1, "to_account_id": 2, "amount": "1.00"},
+        [
+            {"from_account_id": 0},
+            {"from_account_id": BIGINT_MAX},
+            {"to_account_id": BIGINT_MAX + 1},
+            {"to_account_id": "2"},
+            {"to_account_id": True},
+            {"to_account_id": None},
+        ],
+    ),
+    (bodies.USER_CHANGES, {"full_name": "B"}, [{"full_name": ""}, {"is_admin": True}]),
+    (
         bodies.LOGIN,
         {"email": "a@example.com", "password": "x"},
         [{"email": ""}, {"email": "e" * (bodies.EMAIL_LENGTH_MAX + 1)}, {"password": 5}],
     ),
 ]
+# Bodies that lack what they require, or hold nothing of what they take.
+INCOMPLETE = [
+    (bodies.TRANSFER, {"from_account_id": 1, "amount": "1.00"}),
+    (bodies.REVERSAL, {"reason": "refund"}),
+    (bodies.REGISTRATION, {"email": "a@example.com", "password": "123456"}),
+    (bodies.USER_CHANGES, {}),
+    (bodies.USER_CHANGES, {"unknown": 1}),
+]
 CASES = [
     pytest.param(body, {**valid, **change}, id=f"{body.name}-{json.dumps(change)[:40]}")
     for body, valid, changes in SAMPLES
     for change in [{}, *changes]
+] + [
+    pytest.param(body, instance, id=f"{body.name}-incomplete-{sorted(instance)}")
+    for body, instance in INCOMPLETE
 ]
 
 
