@@ -27,7 +27,7 @@ from ledger.http.auth import Tokens
 from ledger.projections.rebuild import SELECT_ACCOUNTS
 from ledger.projections.users import LoginRecord
 from ledger.signatures import Webhooks
-from tests.support import TEST_WEBHOOK_SECRET, delivery, ledger_cli
+from tests.support import INSERT_EVENT_WITH_A_FRACTION, TEST_WEBHOOK_SECRET, delivery, ledger_cli
 from tests.support import fill_small_ledger as fill
 
 
@@ -325,17 +325,9 @@ async def test_the_export_pages_through_the_feed_without_a_gap_or_a_repeat(
         assert [text async for text in export.lines(conn, fifth)] == whole[5:]
 
 
-INSERT_EVENT_WITH_A_FRACTION = """
-    INSERT INTO events (stream, type, data)
-    VALUES ('account-888', 'AccountOpened', '{"account_id": 888, "user_id": 1, "rate": 1.10}'::jsonb)
-"""
-
-
 async def test_an_export_line_is_compact_json_with_numbers_exact_and_replays_to_the_same_hash(
     own_database: str, unseeded_database: str
 ) -> None:
-    # No event type of the service writes a JSON number with a fraction (amounts are strings),
-    # but the log's owner can: its export and its replay must keep it exact.
     async with await psycopg.AsyncConnection.connect(own_database, autocommit=True) as conn:
         await conn.execute(INSERT_EVENT_WITH_A_FRACTION)
     lines = await export_lines(own_database)

@@ -17,7 +17,14 @@ from ledger.audit.feed import Cursor
 from ledger.commands import NewUser
 from ledger.config import CHEAPEST_ARGON2
 from ledger.passwords import Passwords
-from tests.support import PASSWORD, TEST_WEBHOOK_SECRET, delivery, new_account_id, new_email
+from tests.support import (
+    INSERT_EVENT_WITH_A_FRACTION,
+    PASSWORD,
+    TEST_WEBHOOK_SECRET,
+    delivery,
+    new_account_id,
+    new_email,
+)
 
 SELECT_ALL_POSITIONS = "SELECT position FROM events ORDER BY position"
 
@@ -221,13 +228,7 @@ SELECT_EVENTS_AS_WRITTEN = """
 async def test_the_feed_hands_out_each_event_whole_with_exact_numbers(own_database: str) -> None:
     async with await psycopg.AsyncConnection.connect(own_database, autocommit=True) as conn:
         await commands.receive_payment(conn, delivery(1, new_account_id(), "12.34"))
-        # No event type of the service writes a JSON number with a fraction (amounts are
-        # strings), but the log's owner can: the feed must still read it exactly.
-        await conn.execute(
-            "INSERT INTO events (stream, type, data) "
-            "VALUES ('account-888', 'AccountOpened', %(data)s::jsonb)",
-            {"data": '{"account_id": 888, "user_id": 1, "rate": 1.10}'},
-        )
+        await conn.execute(INSERT_EVENT_WITH_A_FRACTION)
         events = await feed.page(conn, feed.START, 1000)
         written = await (await conn.execute(SELECT_EVENTS_AS_WRITTEN)).fetchall()
     by_position = sorted(events, key=lambda event: event.position)

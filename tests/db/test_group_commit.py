@@ -5,32 +5,28 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
-from datetime import UTC, datetime
 from decimal import Decimal
 
 import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
-from standardwebhooks import Webhook
 
-from ledger import commands, deliveries, errors
+from ledger import commands, errors
 from ledger.commands import PaymentOutcome
 from ledger.config import CHEAPEST_ARGON2
 from ledger.events import PaymentReceived
 from ledger.group_commit import GroupCommit
-from ledger.http import parse
 from ledger.passwords import Passwords
 from ledger.projections.users import UserView
 from tests.support import (
-    STANDARD_WEBHOOK_KEY,
+    accepted_delivery,
     balance_of,
     create_user,
     delivery,
     event_count,
     new_account_id,
     new_transaction_id,
-    webhooks_for_tests,
+    standard_delivery,
 )
 
 
@@ -208,22 +204,14 @@ async def test_a_batch_records_its_deliveries_in_one_order_whatever_order_they_c
 
 def standard_payment(user_id: int, webhook_id: str) -> PaymentReceived:
     """A Standard Webhooks delivery, accepted as the webhook accepts it."""
-    raw = json.dumps(
-        {
-            "transaction_id": new_transaction_id(),
-            "user_id": user_id,
-            "account_id": new_account_id(),
-            "amount": "5.00",
-        }
-    )
-    signed_at = datetime.now(UTC)
-    headers = {
-        "webhook-id": webhook_id,
-        "webhook-timestamp": str(int(signed_at.timestamp())),
-        "webhook-signature": Webhook(STANDARD_WEBHOOK_KEY).sign(webhook_id, signed_at, raw),
+    body = {
+        "transaction_id": new_transaction_id(),
+        "user_id": user_id,
+        "account_id": new_account_id(),
+        "amount": "5.00",
     }
-    received = parse.payment_delivery(raw.encode(), headers.get)
-    return deliveries.accepted(received, webhooks_for_tests(), signed_at.timestamp())
+    raw, headers = standard_delivery(body, webhook_id=webhook_id)
+    return accepted_delivery(raw, headers=headers)
 
 
 async def test_a_webhook_id_used_again_is_refused_as_such_alone_and_in_a_batch(

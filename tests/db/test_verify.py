@@ -63,6 +63,16 @@ def tamper(database_url: str, *statements: str) -> None:
             conn.execute(statement)
 
 
+def alter_the_first_payment_to_account_10(database_url: str) -> int:
+    """Raise the amount of account 10's first payment, as its row; return its position."""
+    (_, _), (paid, _), _ = account_10(database_url)
+    tamper(
+        database_url,
+        f"UPDATE events SET data = jsonb_set(data, '{{amount}}', '\"1000.25\"') WHERE position = {paid}",
+    )
+    return paid
+
+
 def test_an_untouched_log_verifies(own_database: str) -> None:
     fill(own_database)
     code, output = verify_command(own_database)
@@ -74,13 +84,10 @@ def test_an_untouched_log_verifies(own_database: str) -> None:
 
 def test_the_command_prints_each_finding_and_exits_1(own_database: str) -> None:
     fill(own_database)
-    (_, _), (paid, _), _ = account_10(own_database)
-    tamper(
-        own_database,
-        f"UPDATE events SET data = jsonb_set(data, '{{amount}}', '\"1000.25\"') WHERE position = {paid}",
-    )
+    paid = alter_the_first_payment_to_account_10(own_database)
     code, output = verify_command(own_database)
     assert code == 1
+    assert f"altered: position {paid} (account-10)" in output, output
     assert output.splitlines() == [str(finding) for finding in verify(own_database).findings] + [
         "verified 15 events in 8 streams: 2 finding(s)"
     ], output
@@ -88,11 +95,7 @@ def test_the_command_prints_each_finding_and_exits_1(own_database: str) -> None:
 
 def test_verify_names_an_altered_event(own_database: str) -> None:
     fill(own_database)
-    (_, _), (paid, _), _ = account_10(own_database)
-    tamper(
-        own_database,
-        f"UPDATE events SET data = jsonb_set(data, '{{amount}}', '\"1000.25\"') WHERE position = {paid}",
-    )
+    paid = alter_the_first_payment_to_account_10(own_database)
     # The altered payment no longer matches its signature either.
     assert verify(own_database).findings == [
         Finding(

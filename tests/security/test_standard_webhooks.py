@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -16,7 +15,6 @@ import psycopg
 import pytest
 from falcon.testing import ASGIConductor
 from psycopg_pool import AsyncConnectionPool
-from standardwebhooks import Webhook
 
 from ledger import commands
 from ledger.audit.verify import verify
@@ -33,28 +31,9 @@ from tests.support import (
     event_count,
     new_account_id,
     new_transaction_id,
+    standard_delivery,
     webhooks_for_tests,
 )
-
-
-def standard_delivery(
-    body: dict[str, Any],
-    *,
-    key: bytes = STANDARD_WEBHOOK_KEY,
-    webhook_id: str | None = None,
-    at: datetime | None = None,
-) -> tuple[bytes, dict[str, str]]:
-    """Return a raw body and the three headers that sign it, as a provider sends them."""
-    raw = json.dumps(body)
-    webhook_id = webhook_id or f"msg_{uuid.uuid4().hex}"
-    at = at or datetime.now(UTC)
-    headers = {
-        "Content-Type": "application/json",
-        "webhook-id": webhook_id,
-        "webhook-timestamp": str(int(at.timestamp())),
-        "webhook-signature": Webhook(key).sign(webhook_id, at, raw),
-    }
-    return raw.encode(), headers
 
 
 def payment(person: Person, amount: str = "10.00", account_id: int | None = None) -> dict[str, Any]:

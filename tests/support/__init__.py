@@ -12,12 +12,14 @@ import subprocess
 import sys
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import AsyncConnection
+from standardwebhooks import Webhook
 
 from ledger import commands, deliveries, signatures
 from ledger.commands import NewUser, UserChanges
@@ -164,6 +166,34 @@ def accepted_delivery(
     checks it (headers: lower-case names, for Standard Webhooks)."""
     received = parse.payment_delivery(raw, (headers or {}).get)
     return deliveries.accepted(received, webhooks or webhooks_for_tests())
+
+
+def standard_delivery(
+    body: dict[str, Any],
+    *,
+    key: bytes = STANDARD_WEBHOOK_KEY,
+    webhook_id: str | None = None,
+    at: datetime | None = None,
+) -> tuple[bytes, dict[str, str]]:
+    """Return a raw body and the three headers that sign it, as a provider sends them."""
+    raw = json.dumps(body)
+    webhook_id = webhook_id or f"msg_{uuid.uuid4().hex}"
+    at = at or datetime.now(UTC)
+    headers = {
+        "Content-Type": "application/json",
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": Webhook(key).sign(webhook_id, at, raw),
+    }
+    return raw.encode(), headers
+
+
+# No event type of the service writes a JSON number with a fraction (amounts are strings), but
+# the log's owner can: the feed, the export and its replay must still keep it exact.
+INSERT_EVENT_WITH_A_FRACTION = """
+    INSERT INTO events (stream, type, data)
+    VALUES ('account-888', 'AccountOpened', '{"account_id": 888, "user_id": 1, "rate": 1.10}'::jsonb)
+"""
 
 
 def ledger_cli(database_url: str, *args: str, **env_vars: str) -> subprocess.CompletedProcess[str]:
