@@ -5,12 +5,13 @@ never sends what the service refuses on a field's form, and never holds back wha
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
 
-from ledger import errors
+from ledger import errors, money, signatures
 from ledger.http import bodies
 from ledger.http.bodies import BIGINT_MAX
 
@@ -123,3 +124,54 @@ def test_every_description_a_field_gives_is_in_the_document() -> None:
     for body, name, description in described:
         # Some fields add what their form implies (an id: no fraction) after their own words.
         assert body.schema()["properties"][name]["description"].startswith(description), (body.name, name)
+
+
+# An amount's value, written plainly with at most 2 places: the rules the document states and the
+# service applies (ledger.money) after the body is read. Written with 3 places or more ("1.500") or
+# with an exponent, a number the schema takes is still refused: the description says so in words,
+# as JSON Schema cannot speak of how a number is written.
+AMOUNT_NUMBERS = ["0.01", "0.1", "1", "100.5", "999999999999.99", "1000000000000", "0", "-1", "-0.01",
+                  "0.009", "12.345", "1000000000000.01", "1000000000001"]  # fmt: skip
+AMOUNT_STRINGS = ["0.01", "0.1", "0.10", "1", "1.5", "100.50", "999999999999.99", "1000000000000",
+                  "1000000000000.0", "1000000000000.00", "0", "0.0", "0.00", "0.001", "01", "00.01",
+                  "1.", ".5", "+1", "-1", "1e2", " 1", "1 ", "1.500", "1000000000000.01",
+                  "1000000000000.000", "1000000000001", "10000000000000", "9" * 13, "1,5", "x"]  # fmt: skip
+
+
+def exact(value: object) -> Any:
+    """The value as JSON reads it with no float: numbers with a fraction become Decimals, so that
+    multipleOf 0.01 is judged exactly (0.07 / 0.01 is not 7 in binary floating point)."""
+    return json.loads(json.dumps(value), parse_float=Decimal)
+
+
+def service_takes_amount(amount_json: str) -> bool:
+    try:
+        value = bodies.json_object(b'{"amount": ' + amount_json.encode() + b"}")["amount"]
+        text, is_string = bodies.Amount().read("amount", value)
+        money.check_amount(text, is_string)
+    except errors.LedgerError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    "amount_json", [*AMOUNT_NUMBERS, *(json.dumps(text) for text in AMOUNT_STRINGS), "true", "null", "[1]"]
+)
+def test_the_document_and_the_service_agree_on_an_amount_s_value(amount_json: str) -> None:
+    schema = exact(bodies.Amount().schema())
+    schema_takes = Draft202012Validator(schema).is_valid(json.loads(amount_json, parse_float=Decimal))
+    assert schema_takes == service_takes_amount(amount_json), amount_json
+
+
+def test_the_document_s_signature_is_the_form_the_signature_check_can_accept() -> None:
+    secret = b"s3cret"
+    delivery = {"transaction_id": "t-1", "user_id": 1, "account_id": 2, "amount": "1.00"}
+    good = signatures.sign(signatures.payload("2", "1.00", "t-1", "1"), secret)
+    signature_schema = Draft202012Validator(bodies.DELIVERY.schema())
+    candidates = [good, good.upper(), good[:-1], good + "0", "g" + good[1:], " " + good[1:], "", 7]
+    for signature in candidates:
+        schema_takes = signature_schema.is_valid({**delivery, "signature": signature})
+        check_accepts = isinstance(signature, str) and signatures.is_valid(
+            signatures.payload("2", "1.00", "t-1", "1"), signature, [secret]
+        )
+        assert schema_takes == check_accepts, signature
