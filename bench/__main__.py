@@ -59,6 +59,21 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         help="the served LEDGER_WEBHOOK_BATCH_MAX (1: each delivery recorded alone; default: the service's)",
     )
+    parser.add_argument(
+        "--transfer-batch-max",
+        type=int,
+        help="the served LEDGER_TRANSFER_BATCH_MAX (1: each transfer made alone; default: the service's)",
+    )
+    parser.add_argument(
+        "--pgledger",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="SQL_FILE",
+        help="transfers: also run pgledger (a public double-entry ledger in PostgreSQL functions) in "
+        "the same rounds, installed from these files in this order, e.g. its uuid-to-ulid.sql and "
+        "pgledger.sql",
+    )
     parser.add_argument("--keep-logs", type=Path, help="keep the server logs in this directory")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -81,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         rounds=args.rounds,
         through_pgbouncer=args.through_pgbouncer,
         webhook_batch_max=args.webhook_batch_max,
+        transfer_batch_max=args.transfer_batch_max,
+        pgledger_files=tuple(args.pgledger),
     )
     with tempfile.TemporaryDirectory(prefix="bench-logs-") as temporary:
         log_dir = args.keep_logs or Path(temporary)

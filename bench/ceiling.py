@@ -21,7 +21,7 @@ import psycopg
 from bench.figures import Slice, machine_cpu
 from bench.seed import Population
 from ledger import commands
-from ledger.projections import accounts, users
+from ledger.projections import accounts
 
 PARAMETER = re.compile(r"%\((\w+)\)s")
 
@@ -106,15 +106,16 @@ def _credit_script(population: Population, sql: str) -> str:
     )
 
 
-# What one POST /transfers runs (the token's user, then ledger.commands.transfer_money): a cent
-# from one of a random user's accounts to one of another user's, under a new key each time.
+# What one POST /transfers runs when it comes alone (ledger.commands.make_transfers, a batch of
+# one, which also checks the token's user): a cent from one of a random user's accounts to one
+# of another user's, under a new key each time.
 TRANSFER_PARAMETERS = {
-    "user_id": ":u",
-    "credentials_version": "1",
-    "idempotency_key": "('pgb-' || :run || '-' || :client_id || '-' || :n)",
-    "from_account_id": ":a",
-    "to_account_id": ":b",
-    "amount": "0.01",
+    "user_ids": "ARRAY[CAST(:u AS bigint)]",
+    "credentials_versions": "ARRAY[1]",
+    "idempotency_keys": "ARRAY['pgb-' || :run || '-' || :client_id || '-' || :n]",
+    "from_account_ids": "ARRAY[CAST(:a AS bigint)]",
+    "to_account_ids": "ARRAY[CAST(:b AS bigint)]",
+    "amounts": "ARRAY[0.01]",
 }
 
 
@@ -125,9 +126,7 @@ def transfers_script(population: Population) -> str:
         f"\\set v {first} + (:u - {first} + random(1, {count - 1})) % {count}\n"  # another user
         f"\\set a :u * {per_user} + random(0, {per_user - 1})\n"
         f"\\set b :v * {per_user} + random(0, {per_user - 1})\n"
-        "\\set n :n + 1\n"
-        + pgbench_statement(users.SELECT_TOKEN_USER, TRANSFER_PARAMETERS)
-        + pgbench_statement(commands.TRANSFER_MONEY, TRANSFER_PARAMETERS)
+        "\\set n :n + 1\n" + pgbench_statement(commands.MAKE_TRANSFERS, TRANSFER_PARAMETERS)
     )
 
 

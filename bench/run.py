@@ -20,7 +20,7 @@ from typing import Any
 
 import simplejson
 
-from bench import ceiling, load, pooler, seed, server
+from bench import ceiling, load, peer, pooler, seed, server
 from bench.figures import Figures, Slice, machine_cpu, markdown_table, median_or_none, ratio, ratios_per_round
 from bench.seed import Population
 from ledger import db, signatures
@@ -53,6 +53,9 @@ class Options:
     # webhook: also run it through PgBouncer (transaction mode), in the same rounds.
     through_pgbouncer: bool = False
     webhook_batch_max: int | None = None  # LEDGER_WEBHOOK_BATCH_MAX of `ledger serve`; None: its default
+    transfer_batch_max: int | None = None  # LEDGER_TRANSFER_BATCH_MAX, likewise
+    # transfers: pgledger's SQL files (bench.peer), to run it in the same rounds; none: not run.
+    pgledger_files: tuple[Path, ...] = ()
 
 
 # The database ---------------------------------------------------------------------------------
@@ -273,6 +276,7 @@ ROUND_SCENARIOS = (
     "accounts",
     "ceiling_transfers",
     "transfers",
+    "pgledger_transfers",
 )
 # The webhook's share of the smallest idempotent credit (bench.ceiling's yardstick).
 SHARES_OF_YARDSTICK = ("webhook", "webhook_redeliveries", "webhook_pgbouncer")
@@ -283,6 +287,8 @@ RATIOS = {
     "accounts": "ceiling_read",
     "transfers": "ceiling_transfers",
 }
+# The transfers over HTTP against a public peer's SQL alone (bench.peer).
+RATIOS_TO_PEER = {"transfers": "pgledger_transfers", "ceiling_transfers": "pgledger_transfers"}
 
 
 def run(options: Options, log_dir: Path) -> dict[str, Any]:
@@ -304,6 +310,7 @@ def run(options: Options, log_dir: Path) -> dict[str, Any]:
         "settings": {
             "duration_s": options.duration_s,
             "webhook_batch_max": options.webhook_batch_max or "the default",
+            "transfer_batch_max": options.transfer_batch_max or "the default",
             "rounds": options.rounds,
             "concurrency": options.concurrency,
             "workers": options.workers,
@@ -322,7 +329,11 @@ def run(options: Options, log_dir: Path) -> dict[str, Any]:
         "scenarios": {},
     }
     figures: dict[str, Figures] = {}
-    with database_server(options.database_url) as (server_url, kind), fresh_database(server_url) as url:
+    with (
+        database_server(options.database_url) as (server_url, kind),
+        fresh_database(server_url) as url,
+        ExitStack() as stack_of_databases,
+    ):
         report["settings"]["database"] = kind
         started = time.monotonic()
         seed.seed(url, options.population, options.events, webhook_secret)
@@ -330,6 +341,11 @@ def run(options: Options, log_dir: Path) -> dict[str, Any]:
             seed.fund(url, options.population, webhook_secret, FUNDS)
         if "ceiling" in options.scenarios:
             ceiling.create_yardstick(url)
+        peer_url = None
+        if "transfers" in options.scenarios and options.pgledger_files:
+            peer_url = stack_of_databases.enter_context(
+                peer.pgledger_database(server_url, options.pgledger_files, options.population.accounts)
+            )
         report["settings"]["seed_s"] = round(time.monotonic() - started, 1)
 
         if "generator" in options.scenarios:
@@ -395,6 +411,8 @@ def run(options: Options, log_dir: Path) -> dict[str, Any]:
                         continue
                     if name == "webhook_pgbouncer" and name not in deliveries:
                         continue  # without --through-pgbouncer
+                    if name == "pgledger_transfers" and peer_url is None:
+                        continue  # without --pgledger
                     server_cpu_before = server.cpu_s(process) if process else 0.0
                     if name == "ceiling_write":
                         script = ceiling.webhook_script(options.population)
@@ -416,6 +434,10 @@ def run(options: Options, log_dir: Path) -> dict[str, Any]:
                         script = ceiling.transfers_script(options.population)
                         variables = {"n": "0", "run": f"{pgbench_run}t{round_number}"}
                         measured = ceiling.run_pgbench(url, script, options.concurrency, slice_s, variables)
+                    elif name == "pgledger_transfers":
+                        assert peer_url is not None
+                        script = peer.transfers_script(options.population.accounts)
+                        measured = ceiling.run_pgbench(peer_url, script, options.concurrency, slice_s, {})
                     elif name == "transfers":
                         transfers.prepare(round(slice_s * PREPARED_PER_S))
                         measured = measure_load(
@@ -506,6 +528,12 @@ def run(options: Options, log_dir: Path) -> dict[str, Any]:
             per_round = ratios_per_round(figures[name], figures[ceiling_name])
             scenarios[name]["ratio_per_round"] = per_round
             scenarios[name]["median_ratio_of_rounds"] = median_or_none(per_round)
+    for name, peer_name in RATIOS_TO_PEER.items():
+        if name in figures and peer_name in figures:
+            scenarios[name]["ratio_to_pgledger"] = ratio(figures[name].rps, figures[peer_name].rps)
+            scenarios[name]["ratio_to_pgledger_per_round"] = ratios_per_round(
+                figures[name], figures[peer_name]
+            )
     for name in SHARES_OF_YARDSTICK:
         if name in figures and "yardstick_credit" in figures:
             scenarios[name]["share_of_yardstick"] = ratio(figures[name].rps, figures["yardstick_credit"].rps)
@@ -528,9 +556,12 @@ def run(options: Options, log_dir: Path) -> dict[str, Any]:
 
 
 def _serve_env(options: Options) -> dict[str, str]:
-    if options.webhook_batch_max is None:
-        return {}
-    return {"LEDGER_WEBHOOK_BATCH_MAX": str(options.webhook_batch_max)}
+    env = {}
+    if options.webhook_batch_max is not None:
+        env["LEDGER_WEBHOOK_BATCH_MAX"] = str(options.webhook_batch_max)
+    if options.transfer_batch_max is not None:
+        env["LEDGER_TRANSFER_BATCH_MAX"] = str(options.transfer_batch_max)
+    return env
 
 
 def _round_order(round_number: int) -> tuple[str, ...]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.errors import NumericValueOutOfRange, UniqueViolation
@@ -293,8 +294,8 @@ RETRY_ALONE = frozenset({"40P01", "40001", "55P03"})
 
 
 class DeliveryFailedError(Exception):
-    """A delivery of a batch failed in the database for no reason a sender can be told: a bug,
-    answered 500 for that delivery alone."""
+    """A delivery (or a transfer) of a batch failed in the database for no reason its sender can
+    be told: a bug, answered 500 for it alone."""
 
 
 async def receive_payments(
@@ -421,6 +422,11 @@ async def transfer_money(
     row = await cursor.fetchone()
     assert row is not None
     outcome, *fields = row
+    return _transfer_outcome(outcome, fields)
+
+
+def _transfer_outcome(outcome: str, fields: list[Any]) -> TransferOutcome:
+    """Return what a row of transfer_money() means; raise its refusal."""
     match outcome:
         case "same_account":
             raise errors.SameAccountError(field="to_account_id")
@@ -433,6 +439,73 @@ async def transfer_money(
         case "idempotency_conflict":
             raise errors.IdempotencyConflictError()
     return TransferOutcome(outcome == "created", *fields)
+
+
+@dataclass(frozen=True)
+class TransferRequest:
+    """A transfer asked for with a token: its user and credentials version, checked by the
+    statement that makes the transfer (a deleted user's or an outdated token's makes nothing)."""
+
+    user_id: int
+    credentials_version: int
+    idempotency_key: str
+    transfer: Transfer
+
+
+MAKE_TRANSFERS = """
+    SELECT ordinal, outcome, transfer_id, from_account_id, to_account_id, amount, created_at,
+           refused_sqlstate, refused_constraint
+    FROM make_transfers(%(user_ids)s, %(credentials_versions)s, %(idempotency_keys)s,
+                        %(from_account_ids)s, %(to_account_ids)s, %(amounts)s)
+"""
+
+
+async def make_transfers(
+    conn: AsyncConnection, requests: list[TransferRequest]
+) -> list[TransferOutcome | Exception]:
+    """Make many transfers in one statement and one commit (make_transfers(),
+    sql/definitions/50-money-movement.sql); return each one's outcome, in order: what
+    transfer_money() would return for it alone, or the refusal it would raise
+    (UnauthenticatedError for a revoked token).
+    """
+    assert not conn.info.transaction_status, "make_transfers runs as its own transaction"
+    cursor = db.statement_cursor(conn)
+    await cursor.execute(
+        MAKE_TRANSFERS,
+        {
+            "user_ids": [r.user_id for r in requests],
+            "credentials_versions": [r.credentials_version for r in requests],
+            "idempotency_keys": [r.idempotency_key for r in requests],
+            "from_account_ids": [r.transfer.from_account_id for r in requests],
+            "to_account_ids": [r.transfer.to_account_id for r in requests],
+            "amounts": [r.transfer.amount for r in requests],
+        },
+    )
+    outcomes: list[TransferOutcome | Exception | None] = [None] * len(requests)
+    retries = []
+    for ordinal, outcome, *fields, sqlstate, _constraint in await cursor.fetchall():
+        index = ordinal - 1
+        if sqlstate is None:
+            outcomes[index] = _transfer_outcome_or_refusal(outcome, fields)
+        elif sqlstate in RETRY_ALONE:
+            retries.append(index)
+        elif sqlstate == NUMERIC_VALUE_OUT_OF_RANGE:
+            outcomes[index] = errors.BalanceLimitError()
+        else:
+            outcomes[index] = DeliveryFailedError(f"transfer_money failed with SQLSTATE {sqlstate}")
+    for index in retries:
+        (outcomes[index],) = await make_transfers(conn, [requests[index]])
+    assert all(outcome is not None for outcome in outcomes), "a transfer of the batch got no row"
+    return outcomes  # type: ignore[return-value]
+
+
+def _transfer_outcome_or_refusal(outcome: str, fields: list[Any]) -> TransferOutcome | Exception:
+    if outcome == "revoked":
+        return errors.UnauthenticatedError("The token was revoked.")
+    try:
+        return _transfer_outcome(outcome, fields)
+    except errors.LedgerError as refusal:
+        return refusal
 
 
 async def reverse_payment(

@@ -116,6 +116,8 @@ class Settings:
     # Webhook deliveries recorded together in one statement and commit (ledger.group_commit);
     # 1: each alone.
     webhook_batch_max: int = 64
+    # The same for transfers.
+    transfer_batch_max: int = 64
     # How long one statement of a request may run before PostgreSQL cancels it (503).
     statement_timeout_s: float = 5.0
     # How long a client may take to send a whole request (head and body) before it is closed.
@@ -160,6 +162,7 @@ def settings_from_environment(environ: Mapping[str, str]) -> Settings:
         ),
         pool_timeout_s=pool_timeout_s,
         webhook_batch_max=_positive_int(environ, "LEDGER_WEBHOOK_BATCH_MAX", 64),
+        transfer_batch_max=_positive_int(environ, "LEDGER_TRANSFER_BATCH_MAX", 64),
         statement_timeout_s=_seconds(environ, "LEDGER_STATEMENT_TIMEOUT_S", 5.0),
         request_read_timeout_s=_seconds(environ, "LEDGER_REQUEST_READ_TIMEOUT_S", 10.0),
         shutdown_timeout_s=_positive_int(environ, "LEDGER_SHUTDOWN_TIMEOUT_S", 30),

@@ -38,6 +38,7 @@ EXPORT = "tests/db/test_export.py"
 STANDARD_WEBHOOKS = "tests/security/test_standard_webhooks.py"
 RESPLIT = "tests/security/test_signature_resplit.py"
 GROUP_COMMIT = "tests/db/test_group_commit.py"
+TRANSFER_BATCHES = "tests/db/test_transfer_batches.py"
 STANDBY_FEED = "tests/e2e/test_failover.py::test_the_feed_on_the_standby_has_no_gaps_while_the_primary_writes"
 PROPERTIES = "tests/property/test_ledger_properties.py"
 
@@ -450,6 +451,20 @@ SQL_MUTANTS: tuple[SqlMutant, ...] = (
         "SET balance = a.balance + p_amount WHERE a.id = p_to_account_id",
         "SET balance = a.balance + p_amount WHERE a.id = p_from_account_id",
         (MONEY_HTTP,),
+    ),
+    SqlMutant(
+        "transfer-batch-takes-a-revoked-token",
+        MONEY,
+        "AND u.credentials_version = p_credentials_versions[i]) THEN",
+        ") THEN",
+        (TRANSFER_BATCHES, MONEY_HTTP),
+    ),
+    SqlMutant(
+        "transfer-batch-takes-no-lock-ahead",
+        MONEY,
+        "    IF v_count > 1 THEN\n        BEGIN\n            PERFORM pg_advisory_xact_lock",
+        "    IF false THEN\n        BEGIN\n            PERFORM pg_advisory_xact_lock",
+        (TRANSFER_BATCHES,),
     ),
     SqlMutant(
         "reversal-may-exceed-its-payment-in-parts",

@@ -11,6 +11,7 @@ import falcon.media
 import simplejson
 from psycopg_pool import AsyncConnectionPool
 
+from ledger import commands
 from ledger.config import Settings
 from ledger.group_commit import GroupCommit
 from ledger.http import docs, observe, routes
@@ -61,6 +62,7 @@ def create_app(
         metrics,
         audit_pool or pool,
         GroupCommit(pool, settings.webhook_batch_max),
+        GroupCommit(pool, settings.transfer_batch_max, record=commands.make_transfers),
     )
     pools = [pool] if audit_pool is None else [pool, audit_pool]
     middleware: list[Any] = [PoolLifespan(*pools)] if pool_lifespan else []

@@ -7,6 +7,8 @@ from falcon.asgi import Request, Response
 from psycopg_pool import AsyncConnectionPool
 
 from ledger import commands, db
+from ledger.commands import TransferRequest
+from ledger.group_commit import TransfersGroupCommit
 from ledger.http import bodies, parse, render
 from ledger.http.users import link_next
 from ledger.projections import accounts
@@ -17,14 +19,18 @@ IDEMPOTENCY_KEY = "Idempotency-Key"
 class Transfers:
     """POST /transfers: from one of the caller's accounts to any user's account, once per key."""
 
-    def __init__(self, pool: AsyncConnectionPool) -> None:
-        self._pool = pool
+    checks_revocation = True  # the statement that makes the transfer checks the token's user
+
+    def __init__(self, group_commit: TransfersGroupCommit) -> None:
+        self._group_commit = group_commit
 
     async def on_post(self, req: Request, resp: Response) -> None:
+        claims = req.context.claims
         key = parse.idempotency_key(req.get_header(IDEMPOTENCY_KEY))
         transfer = parse.transfer(await bodies.read_body(req))
-        async with db.connection(self._pool) as conn:
-            outcome = await commands.transfer_money(conn, req.context.user.id, key, transfer)
+        outcome = await self._group_commit.receive(
+            TransferRequest(claims.user_id, claims.credentials_version, key, transfer)
+        )
         resp.status = falcon.HTTP_201 if outcome.is_new else falcon.HTTP_200
         resp.media = render.transfer(outcome)
 

@@ -6,13 +6,13 @@ import falcon
 from falcon.asgi import Request, Response
 
 from ledger import deliveries
-from ledger.group_commit import GroupCommit
+from ledger.group_commit import PaymentsGroupCommit
 from ledger.http import bodies, parse, render
 from ledger.signatures import Webhooks
 
 
 class PaymentWebhook:
-    def __init__(self, group_commit: GroupCommit, webhooks: Webhooks) -> None:
+    def __init__(self, group_commit: PaymentsGroupCommit, webhooks: Webhooks) -> None:
         self._group_commit = group_commit
         self._webhooks = webhooks
 

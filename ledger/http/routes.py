@@ -15,7 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from ledger import db, errors
 from ledger.config import Settings
-from ledger.group_commit import GroupCommit
+from ledger.group_commit import PaymentsGroupCommit, TransfersGroupCommit
 from ledger.http import audit, bodies, docs, health, money, observe, openapi, parse, payments, session, users
 from ledger.http.auth import ADMIN, AUDIT, PUBLIC, USER, Tokens
 from ledger.http.openapi import (
@@ -45,7 +45,8 @@ class Wiring:
     # The auditors' reads (the feed, /audit/*): a replica's pool when LEDGER_REPLICA_URL is
     # set, else `pool`. Reads of one's own data stay on `pool`, which has every write.
     audit_pool: AsyncConnectionPool
-    group_commit: GroupCommit  # the webhook's deliveries, recorded together (ledger.group_commit)
+    group_commit: PaymentsGroupCommit  # the webhook's deliveries, recorded together (ledger.group_commit)
+    transfers: TransfersGroupCommit  # the transfers, likewise
 
 
 @dataclass(frozen=True)
@@ -227,7 +228,7 @@ ROUTES: tuple[Route, ...] = (
     Route(
         ("/transfers",),
         USER,
-        lambda w: money.Transfers(w.pool),
+        lambda w: money.Transfers(w.transfers),
         {
             "post": Operation(
                 "makeTransfer",

@@ -108,6 +108,81 @@ BEGIN
 END
 $$;
 
+-- Transfers that arrive together (ledger.group_commit), made in one statement and one commit, each
+-- answered as if it had come alone. Each is made for the caller of a token: p_credentials_versions
+-- are the tokens' versions, and a transfer whose user is deleted or whose version moved on (a
+-- password or email change) is answered 'revoked' and makes nothing. Each transfer runs in a
+-- subtransaction of its own, so one's failure (refused_sqlstate) never fails another.
+--
+-- Every lock the batch will need is taken first, in the one order above (the keys' advisory locks
+-- by hash, the users by id, the accounts by id): two batches, or a batch and a lone transfer,
+-- then never wait on each other in a circle, however their accounts overlap. Should that fail
+-- (a deadlock with a payment, which locks its user, then its account, one at a time), each
+-- transfer takes its own locks as it goes, and one that loses a deadlock is told so
+-- (refused_sqlstate 40P01) and made again alone by the caller.
+CREATE OR REPLACE FUNCTION make_transfers(
+    p_user_ids              bigint[],
+    p_credentials_versions  integer[],
+    p_idempotency_keys      text[],
+    p_from_account_ids      bigint[],
+    p_to_account_ids        bigint[],
+    p_amounts               numeric[]
+) RETURNS TABLE (
+    ordinal integer, outcome text, transfer_id bigint, from_account_id bigint, to_account_id bigint,
+    amount numeric, created_at timestamptz, refused_sqlstate text, refused_constraint text
+)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    v_count      integer := coalesce(array_length(p_user_ids, 1), 0);
+    v_sqlstate   text;
+    v_constraint text;
+BEGIN
+    IF coalesce(array_length(p_credentials_versions, 1), 0) <> v_count
+       OR coalesce(array_length(p_idempotency_keys, 1), 0) <> v_count
+       OR coalesce(array_length(p_from_account_ids, 1), 0) <> v_count
+       OR coalesce(array_length(p_to_account_ids, 1), 0) <> v_count
+       OR coalesce(array_length(p_amounts, 1), 0) <> v_count THEN
+        RAISE EXCEPTION 'make_transfers: the arrays differ in length';
+    END IF;
+    IF v_count > 1 THEN
+        BEGIN
+            PERFORM pg_advisory_xact_lock(1952541044, k.hash)
+            FROM (SELECT DISTINCT hashtext(u || ':' || key) AS hash
+                  FROM unnest(p_user_ids, p_idempotency_keys) AS t (u, key) ORDER BY 1) AS k;
+            PERFORM 1 FROM users AS u
+            WHERE u.id = ANY (p_user_ids)
+               OR u.id IN (SELECT a.user_id FROM accounts AS a WHERE a.id = ANY (p_to_account_ids))
+            ORDER BY u.id FOR SHARE;
+            PERFORM 1 FROM accounts AS a
+            WHERE a.id = ANY (p_from_account_ids) OR a.id = ANY (p_to_account_ids)
+            ORDER BY a.id FOR UPDATE;
+        EXCEPTION WHEN deadlock_detected OR lock_not_available THEN
+            NULL;  -- each transfer locks its own, below
+        END;
+    END IF;
+    FOR i IN 1 .. v_count LOOP
+        BEGIN
+            IF NOT EXISTS (SELECT 1 FROM users AS u WHERE u.id = p_user_ids[i] AND NOT u.deleted
+                                                     AND u.credentials_version = p_credentials_versions[i]) THEN
+                RETURN QUERY SELECT i, 'revoked', NULL::bigint, p_from_account_ids[i], p_to_account_ids[i],
+                                    p_amounts[i], NULL::timestamptz, NULL::text, NULL::text;
+            ELSE
+                RETURN QUERY
+                    SELECT i, t.outcome, t.transfer_id, t.from_account_id, t.to_account_id, t.amount, t.created_at,
+                           NULL::text, NULL::text
+                    FROM transfer_money(p_user_ids[i], p_idempotency_keys[i], p_from_account_ids[i],
+                                        p_to_account_ids[i], p_amounts[i]) AS t;
+            END IF;
+        EXCEPTION WHEN OTHERS THEN  -- not a cancel (statement timeout): that ends the whole batch
+            GET STACKED DIAGNOSTICS v_sqlstate = RETURNED_SQLSTATE, v_constraint = CONSTRAINT_NAME;
+            RETURN QUERY SELECT i, 'refused', NULL::bigint, p_from_account_ids[i], p_to_account_ids[i],
+                                p_amounts[i], NULL::timestamptz, v_sqlstate, nullif(v_constraint, '');
+        END;
+    END LOOP;
+END
+$$;
+
 -- A refund or a chargeback: all or part of a received payment taken back from the user's account
 -- (which may go below zero: a chargeback is not optional) to the provider's clearing account.
 -- outcome: 'created', 'seen', 'idempotency_conflict' (as for transfers, per admin and key),
@@ -183,9 +258,11 @@ $$;
 
 REVOKE EXECUTE ON FUNCTION
     transfer_money(bigint, text, bigint, bigint, numeric),
+    make_transfers(bigint[], integer[], text[], bigint[], bigint[], numeric[]),
     reverse_payment(bigint, text, bigint, numeric, text)
     FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     transfer_money(bigint, text, bigint, bigint, numeric),
+    make_transfers(bigint[], integer[], text[], bigint[], bigint[], numeric[]),
     reverse_payment(bigint, text, bigint, numeric, text)
     TO ledger_runtime;

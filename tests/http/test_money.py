@@ -126,6 +126,36 @@ async def test_every_transfer_refusal_has_its_status_and_changes_nothing(
         assert await event_count(conn) == events_before
 
 
+@pytest.mark.parametrize("change", ["password", "deletion"])
+async def test_a_revoked_token_moves_no_money(
+    client: ASGIConductor,
+    make_person,  # noqa: ANN001
+    pool: AsyncConnectionPool,
+    change: str,
+) -> None:
+    alice, bob, admin = await make_person(), await make_person(), await make_person(is_admin=True)
+    source = (await pay(client, alice, "5.00"))["account_id"]
+    destination = (await pay(client, bob, "5.00"))["account_id"]
+    if change == "password":
+        changed = await client.simulate_put(
+            f"/users/update/{alice.user.id}", json={"password": "a-new-password"}, headers=admin.headers
+        )
+    else:
+        changed = await client.simulate_delete(f"/users/delete/{alice.user.id}", headers=admin.headers)
+    assert changed.status_code == 200, changed.text
+    async with pool.connection() as conn:
+        events_before = await event_count(conn)
+    result = await transfer(
+        client, alice, {"from_account_id": source, "to_account_id": destination, "amount": "1.00"}
+    )
+    assert (result.status_code, result.json["error"]) == (401, "unauthenticated"), result.text
+    assert result.json["message"] == "The token was revoked."
+    async with pool.connection() as conn:
+        assert await event_count(conn) == events_before
+    bobs = await client.simulate_get("/user/accounts", headers=bob.headers)
+    assert bobs.json == [{"id": destination, "balance": Decimal("5.00")}]
+
+
 async def test_a_reversal_refunds_part_of_a_payment_and_never_more_than_it(
     client: ASGIConductor,
     make_person,
