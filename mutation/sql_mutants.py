@@ -467,6 +467,13 @@ SQL_MUTANTS: tuple[SqlMutant, ...] = (
         (TRANSFER_BATCHES,),
     ),
     SqlMutant(
+        "transfer-batch-fails-with-one-transfer",
+        MONEY,
+        "        v_outcomes := NULL;\n",
+        "        RAISE;\n",
+        (TRANSFER_BATCHES,),
+    ),
+    SqlMutant(
         "reversal-may-exceed-its-payment-in-parts",
         MONEY,
         "IF v_reversed + p_amount > v_payment.amount THEN",

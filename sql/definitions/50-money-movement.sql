@@ -111,8 +111,12 @@ $$;
 -- Transfers that arrive together (ledger.group_commit), made in one statement and one commit, each
 -- answered as if it had come alone. Each is made for the caller of a token: p_credentials_versions
 -- are the tokens' versions, and a transfer whose user is deleted or whose version moved on (a
--- password or email change) is answered 'revoked' and makes nothing. Each transfer runs in a
--- subtransaction of its own, so one's failure (refused_sqlstate) never fails another.
+-- password or email change) is answered 'revoked' and makes nothing.
+--
+-- The batch is first made in one subtransaction. Should any transfer fail there (a bug, a
+-- balance beyond numeric(20,2), a deadlock), that is undone and each transfer is made again in
+-- a subtransaction of its own, so one's failure (refused_sqlstate) never fails another. A
+-- subtransaction per transfer from the start would cost each one its own transaction id.
 --
 -- Every lock the batch will need is taken first, in the one order above (the keys' advisory locks
 -- by hash, the users by id, the accounts by id): two batches, or a batch and a lone transfer,
@@ -135,6 +139,14 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
     v_count      integer := coalesce(array_length(p_user_ids, 1), 0);
+    v_made       record;
+    -- What the batch made, by ordinal, while it may still be undone.
+    v_outcomes   text[] := '{}';
+    v_ids        bigint[] := '{}';
+    v_froms      bigint[] := '{}';
+    v_tos        bigint[] := '{}';
+    v_amounts    numeric[] := '{}';
+    v_times      timestamptz[] := '{}';
     v_sqlstate   text;
     v_constraint text;
 BEGIN
@@ -161,6 +173,37 @@ BEGIN
             NULL;  -- each transfer locks its own, below
         END;
     END IF;
+
+    BEGIN
+        FOR i IN 1 .. v_count LOOP
+            v_froms[i] := p_from_account_ids[i];
+            v_tos[i] := p_to_account_ids[i];
+            v_amounts[i] := p_amounts[i];
+            IF NOT EXISTS (SELECT 1 FROM users AS u WHERE u.id = p_user_ids[i] AND NOT u.deleted
+                                                     AND u.credentials_version = p_credentials_versions[i]) THEN
+                v_outcomes[i] := 'revoked';
+            ELSE
+                SELECT * INTO v_made
+                FROM transfer_money(p_user_ids[i], p_idempotency_keys[i], p_from_account_ids[i],
+                                    p_to_account_ids[i], p_amounts[i]) AS t;
+                v_outcomes[i] := v_made.outcome;
+                v_ids[i] := v_made.transfer_id;
+                v_froms[i] := v_made.from_account_id;
+                v_tos[i] := v_made.to_account_id;
+                v_amounts[i] := v_made.amount;
+                v_times[i] := v_made.created_at;
+            END IF;
+        END LOOP;
+    EXCEPTION WHEN OTHERS THEN  -- not a cancel (statement timeout): that ends the whole batch
+        v_outcomes := NULL;
+    END;
+    IF v_outcomes IS NOT NULL THEN
+        RETURN QUERY
+            SELECT i, v_outcomes[i], v_ids[i], v_froms[i], v_tos[i], v_amounts[i], v_times[i], NULL::text, NULL::text
+            FROM generate_series(1, v_count) AS i;
+        RETURN;
+    END IF;
+
     FOR i IN 1 .. v_count LOOP
         BEGIN
             IF NOT EXISTS (SELECT 1 FROM users AS u WHERE u.id = p_user_ids[i] AND NOT u.deleted

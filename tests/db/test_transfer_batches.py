@@ -126,6 +126,30 @@ async def test_a_batch_of_one_is_answered_as_a_transfer_alone(
         assert await balance_of(conn, b) == Decimal("4.00")
 
 
+async def test_a_transfer_that_fails_in_the_database_fails_alone(
+    pool: AsyncConnectionPool, passwords: Passwords
+) -> None:
+    async with pool.connection() as conn:
+        alice, bob = await create_user(conn, passwords), await create_user(conn, passwords)
+        a, b = await funded_account(conn, alice, "5.00"), await funded_account(conn, bob, "5.00")
+        events_before = await event_count(conn)
+        # An amount no check in front of the database lets through: transfer_money()'s guard fails.
+        broken = request(alice, Transfer(a, b, Decimal("0.001")))
+        before, failed, after = await commands.make_transfers(
+            conn,
+            [
+                request(alice, Transfer(a, b, Decimal("1.00"))),
+                broken,
+                request(bob, Transfer(b, a, Decimal("2.00"))),
+            ],
+        )
+        assert isinstance(before, TransferOutcome) and before.is_new
+        assert isinstance(failed, commands.DeliveryFailedError) and "SQLSTATE P0001" in str(failed)
+        assert isinstance(after, TransferOutcome) and after.is_new
+        assert (await balance_of(conn, a), await balance_of(conn, b)) == (Decimal("6.00"), Decimal("4.00"))
+        assert await event_count(conn) == events_before + 2
+
+
 def group_commit(pool: AsyncConnectionPool) -> GroupCommit[TransferRequest, TransferOutcome]:
     # Small batches, several in the database at once: batches meet on the same accounts.
     return GroupCommit(pool, batch_max=8, in_flight_max=4, record=commands.make_transfers)
