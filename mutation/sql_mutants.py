@@ -455,8 +455,8 @@ SQL_MUTANTS: tuple[SqlMutant, ...] = (
     SqlMutant(
         "transfer-batch-takes-a-revoked-token",
         MONEY,
-        "AND u.credentials_version = p_credentials_versions[i]) THEN",
-        ") THEN",
+        "AND u.credentials_version = t.version)",
+        ")",
         (TRANSFER_BATCHES, MONEY_HTTP),
     ),
     SqlMutant(

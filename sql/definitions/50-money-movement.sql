@@ -140,6 +140,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     v_count      integer := coalesce(array_length(p_user_ids, 1), 0);
     v_made       record;
+    v_token_live boolean[];
     -- What the batch made, by ordinal, while it may still be undone.
     v_outcomes   text[] := '{}';
     v_ids        bigint[] := '{}';
@@ -174,13 +175,20 @@ BEGIN
         END;
     END IF;
 
+    -- Whether each token's user is live, with the token's credentials version (after the users'
+    -- locks above, when they were taken: a deletion or a password change waits for the batch).
+    SELECT array_agg(EXISTS (SELECT 1 FROM users AS u WHERE u.id = t.user_id AND NOT u.deleted
+                                                       AND u.credentials_version = t.version)
+                     ORDER BY t.n)
+    INTO v_token_live
+    FROM unnest(p_user_ids, p_credentials_versions) WITH ORDINALITY AS t (user_id, version, n);
+
     BEGIN
         FOR i IN 1 .. v_count LOOP
             v_froms[i] := p_from_account_ids[i];
             v_tos[i] := p_to_account_ids[i];
             v_amounts[i] := p_amounts[i];
-            IF NOT EXISTS (SELECT 1 FROM users AS u WHERE u.id = p_user_ids[i] AND NOT u.deleted
-                                                     AND u.credentials_version = p_credentials_versions[i]) THEN
+            IF NOT v_token_live[i] THEN
                 v_outcomes[i] := 'revoked';
             ELSE
                 SELECT * INTO v_made
@@ -206,8 +214,7 @@ BEGIN
 
     FOR i IN 1 .. v_count LOOP
         BEGIN
-            IF NOT EXISTS (SELECT 1 FROM users AS u WHERE u.id = p_user_ids[i] AND NOT u.deleted
-                                                     AND u.credentials_version = p_credentials_versions[i]) THEN
+            IF NOT v_token_live[i] THEN
                 RETURN QUERY SELECT i, 'revoked', NULL::bigint, p_from_account_ids[i], p_to_account_ids[i],
                                     p_amounts[i], NULL::timestamptz, NULL::text, NULL::text;
             ELSE
