@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from ledger.config import REPO_ROOT
 
@@ -88,3 +89,46 @@ def test_the_audit_bench_fills_a_valid_log_that_replays_equal_and_verifies_intac
     assert report["events"] == 3000 + 50 + 1000 + 3  # payments, accounts, its users, the seeds
     (run,) = report["runs"]
     assert run["replay_equal"] is True and run["verify_intact"] is True, finished.stderr
+
+
+# A stand-in for pgledger (not part of this repository), in two files that must run in order:
+# the bench installs what --pgledger names and calls its two functions as it calls pgledger's.
+PEER_TABLES = "CREATE TABLE pgledger_accounts (id text PRIMARY KEY, balance numeric NOT NULL DEFAULT 0);"
+PEER_FUNCTIONS = """
+CREATE FUNCTION pgledger_create_account(name text, currency text, allow_negative_balance boolean)
+RETURNS SETOF pgledger_accounts LANGUAGE sql AS $$
+    INSERT INTO pgledger_accounts (id) VALUES (name) RETURNING *
+$$;
+CREATE FUNCTION pgledger_create_transfer(from_id text, to_id text, amount numeric)
+RETURNS SETOF pgledger_accounts LANGUAGE sql AS $$
+    UPDATE pgledger_accounts SET balance = balance + CASE WHEN id = from_id THEN -amount ELSE amount END
+    WHERE id IN (from_id, to_id) RETURNING *
+$$;
+"""
+
+
+def test_the_transfers_bench_runs_beside_its_peer_and_the_books_balance(
+    server_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "1-tables.sql").write_text(PEER_TABLES)
+    (tmp_path / "2-functions.sql").write_text(PEER_FUNCTIONS)
+    command = [sys.executable, "-m", "bench", "transfers", "--database-url", server_url, "--json"]
+    command += ["--duration", "2", "--rounds", "2", "--concurrency", "4", "--users", "20"]
+    command += ["--pgledger", str(tmp_path / "1-tables.sql"), str(tmp_path / "2-functions.sql")]
+    finished = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert finished.returncode == 0, finished.stderr
+    report = json.loads(finished.stdout)
+
+    scenarios = report["scenarios"]
+    assert set(scenarios) == {"ceiling_transfers", "transfers", "pgledger_transfers"}
+    for name, figures in scenarios.items():
+        assert figures["requests"] > 0 and figures["errors"] == 0, (name, figures)
+        assert figures["rounds"] == 2, name
+    assert scenarios["transfers"]["statuses"] == {"201": scenarios["transfers"]["requests"]}
+    assert scenarios["transfers"]["ratio_to_ceiling"] > 0
+    assert len(scenarios["transfers"]["ratio_to_pgledger_per_round"]) == 2
+    assert scenarios["ceiling_transfers"]["ratio_to_pgledger"] > 0
+    # Transfers create no money: the users' balances are still their payments, and the books
+    # (the provider's clearing account included) sum to zero.
+    assert report["sums_match"] is True, report["sums"]
+    assert report["sums"]["ledger_total"] == "0.00"
