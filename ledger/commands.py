@@ -17,6 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 from psycopg import AsyncConnection
 from psycopg.errors import NumericValueOutOfRange, UniqueViolation
 from psycopg.types.json import Jsonb
@@ -453,20 +454,22 @@ class TransferRequest:
 
 
 MAKE_TRANSFERS = """
-    SELECT ordinal, outcome, transfer_id, from_account_id, to_account_id, amount, created_at,
-           refused_sqlstate, refused_constraint
+    SELECT ordinal, outcome, transfer_id, from_account_id, to_account_id, amount, created_at, refused_sqlstate
     FROM make_transfers(%(user_ids)s, %(credentials_versions)s, %(idempotency_keys)s,
                         %(from_account_ids)s, %(to_account_ids)s, %(amounts)s)
 """
 
 
 async def make_transfers(
-    conn: AsyncConnection, requests: list[TransferRequest]
+    conn: AsyncConnection, requests: list[TransferRequest], *, retry_alone: bool = True
 ) -> list[TransferOutcome | Exception]:
     """Make many transfers in one statement and one commit (make_transfers(),
     sql/definitions/50-money-movement.sql); return each one's outcome, in order: what
     transfer_money() would return for it alone, or the refusal it would raise
     (UnauthenticatedError for a revoked token).
+
+    A transfer that lost a deadlock or a lock wait to another batch is made again alone, once;
+    should it lose again, its outcome is that error (answered 503: the client sends it again).
     """
     assert not conn.info.transaction_status, "make_transfers runs as its own transaction"
     cursor = db.statement_cursor(conn)
@@ -483,18 +486,22 @@ async def make_transfers(
     )
     outcomes: list[TransferOutcome | Exception | None] = [None] * len(requests)
     retries = []
-    for ordinal, outcome, *fields, sqlstate, _constraint in await cursor.fetchall():
+    for ordinal, outcome, *fields, sqlstate in await cursor.fetchall():
         index = ordinal - 1
         if sqlstate is None:
             outcomes[index] = _transfer_outcome_or_refusal(outcome, fields)
-        elif sqlstate in RETRY_ALONE:
+        elif sqlstate in RETRY_ALONE and retry_alone:
             retries.append(index)
+        elif sqlstate in RETRY_ALONE:
+            outcomes[index] = psycopg.errors.lookup(sqlstate)(
+                f"transfer_money lost a lock (SQLSTATE {sqlstate})"
+            )
         elif sqlstate == NUMERIC_VALUE_OUT_OF_RANGE:
             outcomes[index] = errors.BalanceLimitError()
         else:
             outcomes[index] = DeliveryFailedError(f"transfer_money failed with SQLSTATE {sqlstate}")
     for index in retries:
-        (outcomes[index],) = await make_transfers(conn, [requests[index]])
+        (outcomes[index],) = await make_transfers(conn, [requests[index]], retry_alone=False)
     assert all(outcome is not None for outcome in outcomes), "a transfer of the batch got no row"
     return outcomes  # type: ignore[return-value]
 

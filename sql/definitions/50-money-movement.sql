@@ -133,7 +133,7 @@ CREATE OR REPLACE FUNCTION make_transfers(
     p_amounts               numeric[]
 ) RETURNS TABLE (
     ordinal integer, outcome text, transfer_id bigint, from_account_id bigint, to_account_id bigint,
-    amount numeric, created_at timestamptz, refused_sqlstate text, refused_constraint text
+    amount numeric, created_at timestamptz, refused_sqlstate text
 )
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 #variable_conflict use_column
@@ -149,7 +149,6 @@ DECLARE
     v_amounts    numeric[] := '{}';
     v_times      timestamptz[] := '{}';
     v_sqlstate   text;
-    v_constraint text;
 BEGIN
     IF coalesce(array_length(p_credentials_versions, 1), 0) <> v_count
        OR coalesce(array_length(p_idempotency_keys, 1), 0) <> v_count
@@ -207,7 +206,7 @@ BEGIN
     END;
     IF v_outcomes IS NOT NULL THEN
         RETURN QUERY
-            SELECT i, v_outcomes[i], v_ids[i], v_froms[i], v_tos[i], v_amounts[i], v_times[i], NULL::text, NULL::text
+            SELECT i, v_outcomes[i], v_ids[i], v_froms[i], v_tos[i], v_amounts[i], v_times[i], NULL::text
             FROM generate_series(1, v_count) AS i;
         RETURN;
     END IF;
@@ -216,18 +215,18 @@ BEGIN
         BEGIN
             IF NOT v_token_live[i] THEN
                 RETURN QUERY SELECT i, 'revoked', NULL::bigint, p_from_account_ids[i], p_to_account_ids[i],
-                                    p_amounts[i], NULL::timestamptz, NULL::text, NULL::text;
+                                    p_amounts[i], NULL::timestamptz, NULL::text;
             ELSE
                 RETURN QUERY
                     SELECT i, t.outcome, t.transfer_id, t.from_account_id, t.to_account_id, t.amount, t.created_at,
-                           NULL::text, NULL::text
+                           NULL::text
                     FROM transfer_money(p_user_ids[i], p_idempotency_keys[i], p_from_account_ids[i],
                                         p_to_account_ids[i], p_amounts[i]) AS t;
             END IF;
         EXCEPTION WHEN OTHERS THEN  -- not a cancel (statement timeout): that ends the whole batch
-            GET STACKED DIAGNOSTICS v_sqlstate = RETURNED_SQLSTATE, v_constraint = CONSTRAINT_NAME;
+            GET STACKED DIAGNOSTICS v_sqlstate = RETURNED_SQLSTATE;
             RETURN QUERY SELECT i, 'refused', NULL::bigint, p_from_account_ids[i], p_to_account_ids[i],
-                                p_amounts[i], NULL::timestamptz, v_sqlstate, nullif(v_constraint, '');
+                                p_amounts[i], NULL::timestamptz, v_sqlstate;
         END;
     END LOOP;
 END

@@ -11,12 +11,15 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 
+import psycopg
+import psycopg.sql
 import pytest
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from ledger import commands, db, errors
 from ledger.commands import Transfer, TransferOutcome, TransferRequest
+from ledger.config import CHEAPEST_ARGON2
 from ledger.group_commit import GroupCommit
 from ledger.passwords import Passwords
 from ledger.projections.rebuild import replay
@@ -148,6 +151,76 @@ async def test_a_transfer_that_fails_in_the_database_fails_alone(
         assert isinstance(after, TransferOutcome) and after.is_new
         assert (await balance_of(conn, a), await balance_of(conn, b)) == (Decimal("6.00"), Decimal("4.00"))
         assert await event_count(conn) == events_before + 2
+
+
+# A fault a transfer meets in the database: raised with that SQLSTATE by the first `times` of its
+# attempts (a sequence counts them: no rollback takes its value back). A batch's first attempt is
+# the whole batch in one subtransaction, its second the transfer in a subtransaction of its own.
+INJECT_FAULT = psycopg.sql.SQL("""
+    CREATE SEQUENCE fault_fired;
+    CREATE FUNCTION inject_fault() RETURNS trigger LANGUAGE plpgsql AS $fault$
+    BEGIN
+        IF NEW.idempotency_key = {key} AND nextval('fault_fired') <= {times} THEN
+            RAISE EXCEPTION 'injected fault' USING ERRCODE = {sqlstate};
+        END IF;
+        RETURN NEW;
+    END
+    $fault$;
+    CREATE TRIGGER inject_fault BEFORE INSERT ON transfers FOR EACH ROW EXECUTE FUNCTION inject_fault();
+""")
+
+
+async def batch_with_a_fault(
+    database_url: str, sqlstate: str, times: int
+) -> tuple[list[TransferOutcome | Exception], list[Decimal | None]]:
+    """Make three transfers together, the middle one meeting the fault; return the outcomes and
+    the three destinations' balances afterwards."""
+    async with await AsyncConnection.connect(database_url, autocommit=True) as conn:
+        passwords = Passwords(CHEAPEST_ARGON2)
+        alice, bob = await create_user(conn, passwords), await create_user(conn, passwords)
+        source = await funded_account(conn, alice, "10.00")
+        destinations = [await funded_account(conn, bob, "1.00") for _ in range(3)]
+        batch = [
+            request(alice, Transfer(source, d, Decimal(f"{n}.00"))) for n, d in enumerate(destinations, 1)
+        ]
+        await conn.execute(
+            INJECT_FAULT.format(
+                key=psycopg.sql.Literal(batch[1].idempotency_key),
+                times=psycopg.sql.Literal(times),
+                sqlstate=psycopg.sql.Literal(sqlstate),
+            )
+        )
+        outcomes = await commands.make_transfers(conn, batch)
+        balances = [await balance_of(conn, d) for d in destinations]
+    return outcomes, balances
+
+
+@pytest.mark.parametrize("sqlstate", sorted(commands.RETRY_ALONE))
+async def test_a_transfer_that_lost_a_lock_is_made_again_alone_once(own_database: str, sqlstate: str) -> None:
+    # Lost in the batch, and in its own subtransaction: made alone, it goes through.
+    outcomes, balances = await batch_with_a_fault(own_database, sqlstate, times=2)
+    assert all(isinstance(o, TransferOutcome) and o.is_new for o in outcomes), outcomes
+    assert balances == [Decimal("2.00"), Decimal("3.00"), Decimal("4.00")]
+
+
+async def test_a_transfer_that_lost_a_lock_again_alone_is_answered_with_that_error(own_database: str) -> None:
+    (first, failed, third), balances = await batch_with_a_fault(own_database, "40P01", times=4)
+    assert isinstance(failed, psycopg.errors.DeadlockDetected)  # a 503: the client sends it again
+    assert isinstance(first, TransferOutcome) and isinstance(third, TransferOutcome)
+    assert balances == [Decimal("2.00"), Decimal("1.00"), Decimal("4.00")]
+
+
+@pytest.mark.parametrize(
+    ("sqlstate", "refusal"),
+    [("22003", errors.BalanceLimitError), ("22012", commands.DeliveryFailedError)],
+)
+async def test_a_transfer_that_fails_in_the_database_gets_its_own_answer(
+    own_database: str, sqlstate: str, refusal: type[Exception]
+) -> None:
+    (first, failed, third), balances = await batch_with_a_fault(own_database, sqlstate, times=2)
+    assert type(failed) is refusal, failed
+    assert isinstance(first, TransferOutcome) and isinstance(third, TransferOutcome)
+    assert balances == [Decimal("2.00"), Decimal("1.00"), Decimal("4.00")]
 
 
 def group_commit(pool: AsyncConnectionPool) -> GroupCommit[TransferRequest, TransferOutcome]:
