@@ -77,17 +77,27 @@ INCOMPLETE = [
     (bodies.USER_CHANGES, {}),
     (bodies.USER_CHANGES, {"unknown": 1}),
 ]
-CASES = [
-    pytest.param(body, {**valid, **change}, id=f"{body.name}-{json.dumps(change)[:40]}")
-    for body, valid, changes in SAMPLES
-    for change in [{}, *changes]
-] + [
-    pytest.param(body, instance, id=f"{body.name}-incomplete-{sorted(instance)}")
-    for body, instance in INCOMPLETE
-]
+# Bodies that are not objects at all.
+NOT_OBJECTS: list[Any] = [[], "text", 1, None]
+CASES = (
+    [
+        pytest.param(body, {**valid, **change}, id=f"{body.name}-{json.dumps(change)[:40]}")
+        for body, valid, changes in SAMPLES
+        for change in [{}, *changes]
+    ]
+    + [
+        pytest.param(body, instance, id=f"{body.name}-incomplete-{sorted(instance)}")
+        for body, instance in INCOMPLETE
+    ]
+    + [
+        pytest.param(body, instance, id=f"{body.name}-not-an-object-{json.dumps(instance)}")
+        for body in bodies.REQUEST_BODIES
+        for instance in NOT_OBJECTS
+    ]
+)
 
 
-def parser_takes(body: bodies.Body, instance: dict[str, Any]) -> bool:
+def parser_takes(body: bodies.Body, instance: Any) -> bool:
     try:
         body.read(json.dumps(instance).encode())
     except errors.LedgerError:
@@ -96,7 +106,7 @@ def parser_takes(body: bodies.Body, instance: dict[str, Any]) -> bool:
 
 
 @pytest.mark.parametrize(("body", "instance"), CASES)
-def test_the_document_and_the_parser_agree(body: bodies.Body, instance: dict[str, Any]) -> None:
+def test_the_document_and_the_parser_agree(body: bodies.Body, instance: Any) -> None:
     schema_takes = Draft202012Validator(body.schema()).is_valid(instance)
     assert schema_takes == parser_takes(body, instance), (schema_takes, instance)
 
@@ -175,3 +185,21 @@ def test_the_document_s_signature_is_the_form_the_signature_check_can_accept() -
             signatures.payload("2", "1.00", "t-1", "1"), signature, [secret]
         )
         assert schema_takes == check_accepts, signature
+
+
+def test_every_body_and_every_field_with_a_rule_is_described_in_the_document() -> None:
+    for body in bodies.REQUEST_BODIES:
+        schema = body.schema()
+        assert schema.get("description") == body.description, body.name
+        for name, field in body.fields.items():
+            stated = schema["properties"][name].get("description")
+            if isinstance(field, bodies.Flag) and not field.description and not field.rule:
+                assert stated is None, (body.name, name)  # nothing to say: no empty words
+            elif isinstance(field, bodies.Flag) and not field.description:
+                assert stated == field.rule.capitalize() + ".", (body.name, name)  # the refusal's rule
+            elif isinstance(field, bodies.Amount):
+                # The value rules that the schema alone cannot state exactly, said in words.
+                assert stated is not None and "10^12" in stated and "2 decimal places" in stated, body.name
+            elif getattr(field, "description", None):
+                assert stated, (body.name, name)
+    assert any(body.description for body in bodies.REQUEST_BODIES)
