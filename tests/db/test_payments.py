@@ -158,6 +158,7 @@ async def test_a_conflicting_redelivery_is_refused_naming_the_fields(
     with pytest.raises(errors.TransactionConflictError) as refused:
         await receive(pool, delivery(other.id, new_account_id(), "7.00", transaction_id))
     assert refused.value.details == {"fields": ["user_id", "account_id"]}
+    assert refused.value.message == "This transaction_id was already used with another user_id, account_id."
     # The same amount written another way is the same delivery.
     assert not (await receive(pool, delivery(user.id, account_id, "7", transaction_id))).is_new
 

@@ -5,6 +5,9 @@ under way."""
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
+from types import SimpleNamespace
 
 from argon2 import Type, extract_parameters
 
@@ -27,6 +30,27 @@ async def test_the_settings_bound_how_many_hashes_run_and_wait() -> None:
     outcomes = await asyncio.gather(*(passwords.hash("pw") for _ in range(3)), return_exceptions=True)
     refused = [outcome for outcome in outcomes if isinstance(outcome, HashingBusyError)]
     assert len(refused) == 1, outcomes  # one runs, one waits, the third is turned away
+
+
+async def test_no_more_than_jobs_max_hashes_run_at_once() -> None:
+    passwords = Passwords(CHEAPEST_ARGON2, jobs_max=2, waiting_max=10)
+    hasher = passwords._hasher
+    running, most = 0, 0
+    lock = threading.Lock()
+
+    def timed_hash(password: str) -> str:  # a hash that takes long enough for the others to queue
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.05)
+        with lock:
+            running -= 1
+        return hasher.hash(password)
+
+    passwords._hasher = SimpleNamespace(hash=timed_hash)  # type: ignore[assignment]
+    await asyncio.gather(*(passwords.hash("pw") for _ in range(8)))
+    assert most == 2
 
 
 async def test_a_hash_records_the_configured_cost() -> None:
