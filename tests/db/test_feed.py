@@ -8,10 +8,11 @@ import random
 from decimal import Decimal
 
 import psycopg
+import pytest
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from ledger import commands, db
+from ledger import commands, db, errors
 from ledger.audit import checksums, feed
 from ledger.audit.feed import Cursor
 from ledger.commands import NewUser
@@ -217,6 +218,19 @@ async def test_the_balances_through_the_feeds_last_event_are_the_live_ones(own_d
         head = await checksums.feed_head(conn)
         through_head = await checksums.feed_prefix_balance_summary(conn, head.cursor)
         assert through_head == await checksums.live_balance_summary(conn)
+
+
+async def test_the_balances_through_a_cursor_past_the_feeds_last_event_are_refused_naming_it(
+    own_database: str,
+) -> None:
+    """A prefix past the head is not known yet; the refusal tells the auditor where the feed ends."""
+    async with await psycopg.AsyncConnection.connect(own_database, autocommit=True) as conn:
+        await commands.receive_payment(conn, delivery(1, new_account_id(), "6.01"))
+        head = await checksums.feed_head(conn)
+        past_head = Cursor(head.cursor.xact_id, head.cursor.position + 1)
+        with pytest.raises(errors.InvalidQueryError) as refused:
+            await checksums.feed_prefix_balance_summary(conn, past_head)
+    assert refused.value.message == f"through is beyond the feed's last event ({head.cursor})."
 
 
 SELECT_EVENTS_AS_WRITTEN = """

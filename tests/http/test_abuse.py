@@ -9,8 +9,11 @@ import statistics
 import time
 from collections.abc import AsyncIterator
 
+import falcon
+import falcon.asgi
+import falcon.testing
 import pytest
-from falcon.testing import ASGIConductor
+from falcon.testing import ASGIConductor, Result
 from psycopg_pool import AsyncConnectionPool
 
 from ledger.config import Argon2Cost, Settings
@@ -152,3 +155,45 @@ async def test_a_body_is_taken_up_to_64_kib_and_refused_past_it_saying_so(client
         "error": "body_too_large",
         "message": f"The body may be at most {BODY_SIZE_MAX} bytes.",
     }
+
+
+async def post_chunked(app: falcon.asgi.App, path: str, body: bytes, chunk_size: int) -> tuple[Result, int]:
+    """POST body in chunks without a Content-Length, as a chunked sender does; return the
+    answer and how many of the body's bytes the service pulled."""
+    scope = falcon.testing.create_scope(
+        path=path, method="POST", headers={"Content-Type": "application/json"}
+    )
+    chunks = [body[start : start + chunk_size] for start in range(0, len(body), chunk_size)]
+    pulled = 0
+
+    async def receive() -> dict[str, object]:
+        nonlocal pulled
+        if not chunks:
+            return {"type": "http.disconnect"}
+        chunk = chunks.pop(0)
+        pulled += len(chunk)
+        return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
+
+    answer = falcon.testing.ASGIResponseEventCollector()
+    await app(scope, receive, answer)
+    return Result(answer.body_chunks, falcon.code_to_http_status(answer.status), answer.headers), pulled
+
+
+async def test_a_body_without_a_length_is_taken_up_to_64_kib_and_never_read_past_it(
+    app: falcon.asgi.App,
+) -> None:
+    """A sender may stream a body without saying its size: the limit holds all the same, and
+    the service stops reading just past it instead of taking in whatever is sent."""
+    login = json.dumps({"email": "nobody@example.com", "password": "wrong-password"}).encode()
+    at_limit = login[:-1] + b" " * (BODY_SIZE_MAX - len(login)) + b"}"
+    judged, _ = await post_chunked(app, "/login", at_limit, chunk_size=8192)
+    assert judged.status_code == 401, judged.text
+
+    endless = at_limit + b" " * (3 * BODY_SIZE_MAX)
+    past, pulled = await post_chunked(app, "/login", endless, chunk_size=8192)
+    assert past.status_code == 413, past.text
+    assert past.json == {
+        "error": "body_too_large",
+        "message": f"The body may be at most {BODY_SIZE_MAX} bytes.",
+    }
+    assert pulled <= BODY_SIZE_MAX + 8192, pulled
