@@ -206,6 +206,7 @@ async def test_a_transfer_that_lost_a_lock_is_made_again_alone_once(own_database
 async def test_a_transfer_that_lost_a_lock_again_alone_is_answered_with_that_error(own_database: str) -> None:
     (first, failed, third), balances = await batch_with_a_fault(own_database, "40P01", times=4)
     assert isinstance(failed, psycopg.errors.DeadlockDetected)  # a 503: the client sends it again
+    assert "SQLSTATE 40P01" in str(failed)  # what the log says of it
     assert isinstance(first, TransferOutcome) and isinstance(third, TransferOutcome)
     assert balances == [Decimal("2.00"), Decimal("1.00"), Decimal("4.00")]
 

@@ -106,6 +106,13 @@ def test_shape_and_types_are_checked_before_the_signature(change: dict, error: t
         accepted_delivery(json.dumps(body).encode(), WEBHOOKS)
 
 
+def test_a_signature_field_that_is_not_a_string_is_refused_naming_it_and_its_rule() -> None:
+    body = {**delivery_body(1, 1, 10), "signature": 5}
+    with pytest.raises(errors.InvalidFieldError, match="^signature: a hex string is required$") as refused:
+        parse.payment_delivery(json.dumps(body).encode(), {}.get)
+    assert refused.value.details == {"field": "signature"}
+
+
 @pytest.mark.parametrize(
     "literal",
     [

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -153,3 +154,41 @@ def test_a_signed_body_that_is_not_utf_8_is_refused_saying_so() -> None:
     headers = {"webhook-id": "msg_16", "webhook-timestamp": str(SIGNED_AT), "webhook-signature": signature}
     with pytest.raises(errors.MalformedRequestError, match="UTF-8"):
         accept(raw, headers)
+
+
+@pytest.mark.parametrize("missing", ["webhook-id", "webhook-timestamp", "webhook-signature"])
+@pytest.mark.parametrize("sent_empty", [False, True], ids=["absent", "empty"])
+def test_a_delivery_with_only_some_of_the_three_headers_is_refused_naming_the_one_missing(
+    missing: str, sent_empty: bool
+) -> None:
+    # Not read as a delivery signed in its body instead: it has no signature field either, and
+    # the sender plainly meant Standard Webhooks.
+    raw, headers = signed()
+    if sent_empty:
+        headers[missing] = ""
+    else:
+        del headers[missing]
+    with pytest.raises(
+        errors.InvalidSignatureError, match=f"^{re.escape(f'The {missing} header is missing.')}$"
+    ):
+        parse.payment_delivery(raw, headers.get)
+
+
+def test_a_webhook_id_is_1_to_256_printable_characters() -> None:
+    longest = "m" * parse.WEBHOOK_ID_LENGTH_MAX
+    raw, headers = signed(webhook_id=longest)
+    assert accept(raw, headers).webhook_id == longest
+    rule = f"webhook-id must be 1 to {parse.WEBHOOK_ID_LENGTH_MAX} printable characters."
+    for refused in (longest + "m", "tab\there"):
+        raw, headers = signed(webhook_id=refused)
+        with pytest.raises(errors.InvalidSignatureError, match=f"^{re.escape(rule)}$"):
+            accept(raw, headers)
+
+
+@pytest.mark.parametrize("timestamp", ["1700000000.5", "-1700000000", "soon", "1" * 20])
+def test_a_webhook_timestamp_other_than_whole_seconds_is_refused_saying_so(timestamp: str) -> None:
+    raw, headers = signed()
+    headers["webhook-timestamp"] = timestamp
+    rule = "webhook-timestamp must be the time of signing in seconds since 1970."
+    with pytest.raises(errors.InvalidSignatureError, match=f"^{re.escape(rule)}$"):
+        parse.payment_delivery(raw, headers.get)
