@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -168,10 +167,9 @@ def test_a_delivery_with_only_some_of_the_three_headers_is_refused_naming_the_on
         headers[missing] = ""
     else:
         del headers[missing]
-    with pytest.raises(
-        errors.InvalidSignatureError, match=f"^{re.escape(f'The {missing} header is missing.')}$"
-    ):
+    with pytest.raises(errors.InvalidSignatureError) as refused:
         parse.payment_delivery(raw, headers.get)
+    assert refused.value.message == f"The {missing} header is missing."
 
 
 def test_a_webhook_id_is_1_to_256_printable_characters() -> None:
@@ -181,8 +179,9 @@ def test_a_webhook_id_is_1_to_256_printable_characters() -> None:
     rule = f"webhook-id must be 1 to {parse.WEBHOOK_ID_LENGTH_MAX} printable characters."
     for refused in (longest + "m", "tab\there"):
         raw, headers = signed(webhook_id=refused)
-        with pytest.raises(errors.InvalidSignatureError, match=f"^{re.escape(rule)}$"):
+        with pytest.raises(errors.InvalidSignatureError) as refusal:
             accept(raw, headers)
+        assert refusal.value.message == rule
 
 
 @pytest.mark.parametrize("timestamp", ["1700000000.5", "-1700000000", "soon", "1" * 20])
@@ -190,5 +189,6 @@ def test_a_webhook_timestamp_other_than_whole_seconds_is_refused_saying_so(times
     raw, headers = signed()
     headers["webhook-timestamp"] = timestamp
     rule = "webhook-timestamp must be the time of signing in seconds since 1970."
-    with pytest.raises(errors.InvalidSignatureError, match=f"^{re.escape(rule)}$"):
+    with pytest.raises(errors.InvalidSignatureError) as refused:
         parse.payment_delivery(raw, headers.get)
+    assert refused.value.message == rule
