@@ -64,8 +64,9 @@ REMOVALS = (
     Removal(
         "definer",
         "SECURITY DEFINER and its SET search_path (a GUC saved and restored per call)",
-        "LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$\n",
-        replacement="LANGUAGE plpgsql AS $$\n",
+        "LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp"
+        " SET enable_seqscan = off AS $$\n",
+        replacement="LANGUAGE plpgsql SET enable_seqscan = off AS $$\n",
     ),
     Removal(
         "guards",

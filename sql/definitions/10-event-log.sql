@@ -3,6 +3,14 @@
 -- `ledger serve` that migrates, as the tables' owner, so each body here is the one in force:
 -- change a function here, never in a migration. A migration still creates tables, and drops
 -- a function whose signature changes (CREATE OR REPLACE cannot change it).
+--
+-- Every command function (SECURITY DEFINER: what the service calls to record something) runs
+-- with `SET enable_seqscan = off`. Each of its statements reaches its rows by a key that has an
+-- index, but PL/pgSQL keeps a statement's plan for the life of the connection, and a plan made
+-- while a table was small or known to be empty (a fresh database after VACUUM ANALYZE) is a
+-- sequential scan. It stayed one while the table grew under load, until autovacuum next
+-- analyzed it: each payment then read every earlier payment. With sequential scans off, the
+-- plan is the index's whatever the statistics say.
 
 -- History is never rewritten: the database itself refuses it, whoever asks.
 CREATE OR REPLACE FUNCTION refuse_event_change() RETURNS trigger

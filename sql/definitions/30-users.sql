@@ -59,7 +59,7 @@ $$;
 CREATE OR REPLACE FUNCTION register_user(
     p_email text, p_full_name text, p_password_hash text, p_is_admin boolean, p_is_auditor boolean
 ) RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp SET enable_seqscan = off AS $$
 DECLARE
     v_user_id bigint;
     v_data    jsonb;
@@ -88,7 +88,7 @@ CREATE OR REPLACE FUNCTION update_user(
     outcome text, id bigint, email text, full_name text, is_admin boolean, is_auditor boolean,
     credentials_version integer
 )
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp SET enable_seqscan = off AS $$
 #variable_conflict use_column
 DECLARE
     v_current users%ROWTYPE;
@@ -125,7 +125,7 @@ $$;
 
 -- A live user deleted (its events stay); returns 'deleted' or 'user_not_found'.
 CREATE OR REPLACE FUNCTION delete_user(p_user_id bigint) RETURNS text
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp SET enable_seqscan = off AS $$
 DECLARE
     v_data jsonb := jsonb_build_object('user_id', p_user_id);
 BEGIN

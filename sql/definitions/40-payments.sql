@@ -82,7 +82,7 @@ CREATE OR REPLACE FUNCTION receive_payment(
     amount     numeric,
     balance    numeric
 )
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp SET enable_seqscan = off AS $$
 DECLARE
     v_owner       bigint;
     v_position    bigint;

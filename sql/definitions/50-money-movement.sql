@@ -29,7 +29,7 @@ CREATE OR REPLACE FUNCTION transfer_money(
     outcome text, transfer_id bigint, from_account_id bigint, to_account_id bigint, amount numeric,
     created_at timestamptz
 )
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp SET enable_seqscan = off AS $$
 #variable_conflict use_column
 DECLARE
     v_seen       transfers%ROWTYPE;
@@ -135,7 +135,7 @@ CREATE OR REPLACE FUNCTION make_transfers(
     ordinal integer, outcome text, transfer_id bigint, from_account_id bigint, to_account_id bigint,
     amount numeric, created_at timestamptz, refused_sqlstate text
 )
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp SET enable_seqscan = off AS $$
 #variable_conflict use_column
 DECLARE
     v_count      integer := coalesce(array_length(p_user_ids, 1), 0);
@@ -243,7 +243,7 @@ CREATE OR REPLACE FUNCTION reverse_payment(
     outcome text, reversal_id bigint, payment_id bigint, account_id bigint, amount numeric, reason text,
     created_at timestamptz
 )
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp SET enable_seqscan = off AS $$
 #variable_conflict use_column
 DECLARE
     v_seen     reversals%ROWTYPE;
