@@ -41,6 +41,7 @@ GROUP_COMMIT = "tests/db/test_group_commit.py"
 TRANSFER_BATCHES = "tests/db/test_transfer_batches.py"
 STANDBY_FEED = "tests/e2e/test_failover.py::test_the_feed_on_the_standby_has_no_gaps_while_the_primary_writes"
 PROPERTIES = "tests/property/test_ledger_properties.py"
+PLANS = "tests/db/test_plans.py"
 
 SQL_MUTANTS: tuple[SqlMutant, ...] = (
     # The event log: append-only, chained, fed to auditors below a horizon.
@@ -530,6 +531,21 @@ SQL_MUTANTS: tuple[SqlMutant, ...] = (
         "SELECT i, r.outcome, r.payment_id",
         "SELECT v_count + 1 - i, r.outcome, r.payment_id",
         (GROUP_COMMIT, PROPERTIES),
+    ),
+    # Plans by key, whatever the statistics (sql/definitions/10-event-log.sql).
+    SqlMutant(
+        "receive-payment-may-plan-a-scan",
+        PAYMENTS,
+        "SET enable_seqscan = off AS $$\nDECLARE\n    v_owner ",
+        "AS $$\nDECLARE\n    v_owner ",
+        (PLANS,),
+    ),
+    SqlMutant(
+        "transfer-money-may-plan-a-scan",
+        MONEY,
+        "SET enable_seqscan = off AS $$\n#variable_conflict use_column\nDECLARE\n    v_seen       transfers",
+        "AS $$\n#variable_conflict use_column\nDECLARE\n    v_seen       transfers",
+        (PLANS,),
     ),
     SqlMutant(
         "feed-horizon-on-a-standby-reads-its-snapshot-as-a-primarys",
