@@ -1,8 +1,8 @@
 """The `ceiling`: the service's own SQL run by pgbench, without the service.
 
 The scripts are built from the very SQL constants the service executes (imported, not copied),
-with each %(name)s parameter replaced by a pgbench variable or expression, and run with
-`pgbench -M prepared` (the service's connections prepare their statements too) at the same
+with each %(name)s or %(name)b parameter replaced by a pgbench variable or expression, and run
+with `pgbench -M prepared` (the service's connections prepare their statements too) at the same
 concurrency, against the same database.
 """
 
@@ -23,7 +23,7 @@ from bench.seed import Population
 from ledger import commands
 from ledger.projections import accounts
 
-PARAMETER = re.compile(r"%\((\w+)\)s")
+PARAMETER = re.compile(r"%\((\w+)\)[sb]")  # psycopg's text and binary placeholders
 
 # What one webhook delivery sends (ledger.commands.receive_payment): one statement. Each
 # client numbers its deliveries (:n) so every transaction id is new, and signs them as the
