@@ -281,9 +281,8 @@ async def receive_payment(conn: AsyncConnection, delivery: PaymentReceived) -> P
     return _payment_outcome(delivery, _ReceiveResult(*row))
 
 
-# A batch's arrays go in binary (%b): psycopg writes a text array by quoting and escaping each
-# element in Python, which cost more than twice as much per batch, most of it for the deliveries'
-# JSON.
+# A batch's arrays go in binary (%b): in text, psycopg quotes and escapes each element of an
+# array in Python, the deliveries' JSON above all.
 RECEIVE_PAYMENTS = """
     SELECT ordinal, outcome, payment_id, user_id, account_id, amount, balance,
            refused_sqlstate, refused_constraint
